@@ -103,7 +103,9 @@ def feed_paths(path: str | os.PathLike[str]) -> list[Path]:
     return [p]
 
 
-def read_feed(path: str | os.PathLike[str], stats: dict | None = None) -> Iterator[tuple[float, bytes]]:
+def read_feed(
+    path: str | os.PathLike[str], stats: dict | None = None
+) -> Iterator[tuple[float, bytes]]:
     """Yields (recv_t_s, frame) from a feed file or a directory of them, in file order.
 
     `stats`, when given, receives ``truncated`` (records cut short at the end of a file).

@@ -13,7 +13,11 @@ import numba
 
 # cache=True writes compiled kernels under NUMBA_CACHE_DIR (the Makefile points it at the
 # checkout), so a second run of the suite or the service does not compile again.
-_FLAGS = {"cache": os.environ.get("FUSION_NUMBA_CACHE", "1") != "0", "nogil": True, "fastmath": False}
+_FLAGS = {
+    "cache": os.environ.get("FUSION_NUMBA_CACHE", "1") != "0",
+    "nogil": True,
+    "fastmath": False,
+}
 
 
 def njit(*args, **kwargs):

@@ -1,0 +1,200 @@
+"""TrackerConfig: every parameter of the tracker core, with documented per-class defaults.
+
+This module owns the tracker's settings and nothing else: the values are declared once here
+(frozen dataclasses) and turned into small per-class arrays (`class_arrays`) indexed by the
+class codes of `fusion.messages` (CLS_UNKNOWN=0, CLS_AIR=1, CLS_SURFACE=2, CLS_GROUND=3), so
+the numba kernels read a parameter of a track with one index and no Python object.
+
+Units: metres, seconds, m/s; process noise as the power spectral density of a white
+acceleration, (m/s^2)^2 / Hz = m^2/s^3, separately for the horizontal and the vertical axes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+from scipy.stats import chi2
+
+from fusion.messages import CLASS_NAMES, CLS_AIR, CLS_GROUND, CLS_SURFACE, CLS_UNKNOWN
+
+
+@dataclass(frozen=True)
+class ClassParams:
+    """Tracking parameters of one target class.
+
+    q_h_m2s3, q_v_m2s3: white-acceleration spectral density, horizontal and vertical axes.
+    gate_prob: probability that a true detection falls inside the chi-square gate.
+    confirm_m, confirm_n: a tentative track is confirmed with M hits in its first N scans in
+        coverage; it is deleted as soon as M can no longer be reached.
+    max_misses: consecutive misses inside coverage that delete a confirmed track.
+    max_coast_s: time without any update that deletes a track, whatever the sensor.
+    max_pos_sigma_m: a track whose predicted position standard deviation (sqrt of the trace of
+        the position block) exceeds this is deleted: it no longer says where the target is.
+    init_vel_sigma_mps: velocity standard deviation per axis of a new track when the sensor
+        reports no velocity (the velocity starts at zero).
+    grid_cell_m: edge of the square cells of the gating grid; about the typical gate radius.
+    imm: run the two-mode IMM (constant velocity + coordinated turn) for this class.
+    """
+
+    q_h_m2s3: float
+    q_v_m2s3: float
+    gate_prob: float
+    confirm_m: int
+    confirm_n: int
+    max_misses: int
+    max_coast_s: float
+    max_pos_sigma_m: float
+    init_vel_sigma_mps: float
+    grid_cell_m: float
+    imm: bool = False
+
+
+def _default_classes() -> dict[str, ClassParams]:
+    # Air: fast and able to turn hard, so a large process noise, a long velocity prior and the
+    # IMM; the gate is wide enough for a 3-D measurement at 99.9 %.
+    air = ClassParams(
+        q_h_m2s3=4.0,
+        q_v_m2s3=1.0,
+        gate_prob=0.999,
+        confirm_m=3,
+        confirm_n=5,
+        max_misses=4,
+        max_coast_s=30.0,
+        max_pos_sigma_m=5_000.0,
+        init_vel_sigma_mps=250.0,
+        grid_cell_m=5_000.0,
+        imm=True,
+    )
+    # Surface vessels: slow, smooth; AIS reports every few seconds to minutes, so long coasts.
+    surface = ClassParams(
+        q_h_m2s3=0.01,
+        q_v_m2s3=1e-4,
+        gate_prob=0.999,
+        confirm_m=2,
+        confirm_n=3,
+        max_misses=5,
+        max_coast_s=300.0,
+        max_pos_sigma_m=2_000.0,
+        init_vel_sigma_mps=15.0,
+        grid_cell_m=2_000.0,
+    )
+    # Ground vehicles: slow, start and stop often.
+    ground = ClassParams(
+        q_h_m2s3=0.5,
+        q_v_m2s3=0.01,
+        gate_prob=0.999,
+        confirm_m=3,
+        confirm_n=5,
+        max_misses=4,
+        max_coast_s=60.0,
+        max_pos_sigma_m=1_000.0,
+        init_vel_sigma_mps=25.0,
+        grid_cell_m=1_000.0,
+    )
+    # Unknown: between ground and air; used by radars that do not classify.
+    unknown = ClassParams(
+        q_h_m2s3=1.0,
+        q_v_m2s3=0.1,
+        gate_prob=0.999,
+        confirm_m=3,
+        confirm_n=5,
+        max_misses=4,
+        max_coast_s=60.0,
+        max_pos_sigma_m=3_000.0,
+        init_vel_sigma_mps=100.0,
+        grid_cell_m=2_000.0,
+    )
+    return {"unknown": unknown, "air": air, "surface": surface, "ground": ground}
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """The tracker core's configuration.
+
+    classes: ClassParams per class name (unknown, air, surface, ground).
+    default_sensor_range_m: coverage radius around the site of a polar or bearing sensor that
+        has not been given its own (`Tracker.set_coverage`); misses count only inside coverage.
+    imm_turn_rate_sigma_rps: turn rate magnitude of the coordinated-turn mode of the IMM (the
+        mode turns at +/- this rate about the vertical; see fusion.models).
+    imm_p_stay: probability that the IMM stays in its mode from one update to the next (the
+        Markov matrix is [[p, 1-p], [1-p, p]]).
+    imm_mu0: initial mode probabilities (CV, CT) of a new IMM track.
+    ident_exclusive: a detection carrying a cooperative identity never joins a track holding a
+        different identity (always true in the design; kept as a switch for tests).
+    initial_capacity: slots preallocated in the TrackTable (it doubles when full).
+    """
+
+    classes: dict[str, ClassParams] = field(default_factory=_default_classes)
+    default_sensor_range_m: float = 150_000.0
+    imm_turn_rate_sigma_rps: float = 0.1
+    imm_p_stay: float = 0.95
+    imm_mu0: tuple[float, float] = (0.9, 0.1)
+    ident_exclusive: bool = True
+    initial_capacity: int = 1024
+
+    def __post_init__(self) -> None:
+        missing = [n for n in CLASS_NAMES if n not in self.classes]
+        if missing:
+            raise ValueError(f"TrackerConfig.classes lacks {missing}")
+        for name, c in self.classes.items():
+            if not 0.0 < c.gate_prob < 1.0:
+                raise ValueError(f"{name}: gate_prob must be in (0, 1), got {c.gate_prob}")
+            if not 1 <= c.confirm_m <= c.confirm_n <= 15:
+                raise ValueError(f"{name}: need 1 <= confirm_m <= confirm_n <= 15")
+            if c.max_misses < 1 or c.max_coast_s <= 0 or c.max_pos_sigma_m <= 0:
+                raise ValueError(f"{name}: max_misses, max_coast_s, max_pos_sigma_m must be > 0")
+            if c.grid_cell_m <= 0 or c.init_vel_sigma_mps <= 0:
+                raise ValueError(f"{name}: grid_cell_m and init_vel_sigma_mps must be > 0")
+        if not 0.0 < self.imm_p_stay < 1.0:
+            raise ValueError("imm_p_stay must be in (0, 1)")
+        if self.initial_capacity < 1:
+            raise ValueError("initial_capacity must be >= 1")
+
+    def with_class(self, name: str, **changes: Any) -> TrackerConfig:
+        """A copy with some parameters of one class changed."""
+        classes = dict(self.classes)
+        classes[name] = replace(classes[name], **changes)
+        return replace(self, classes=classes)
+
+    def with_all_classes(self, **changes: Any) -> TrackerConfig:
+        """A copy with some parameters changed in every class."""
+        return replace(self, classes={k: replace(v, **changes) for k, v in self.classes.items()})
+
+    def class_arrays(self) -> dict[str, np.ndarray]:
+        """Per-class parameters as arrays indexed by class code, for the kernels.
+
+        Adds `gate2_pos` (chi-square threshold for a 3-D measurement), `gate2_1d`, `gate2_2d`.
+        """
+        order = [CLS_UNKNOWN, CLS_AIR, CLS_SURFACE, CLS_GROUND]
+        by_code = {code: self.classes[CLASS_NAMES[code]] for code in order}
+        out: dict[str, np.ndarray] = {}
+        for f in fields(ClassParams):
+            vals = [getattr(by_code[c], f.name) for c in range(len(CLASS_NAMES))]
+            dtype = np.int64 if f.type in ("int", int) else np.float64
+            if f.name == "imm":
+                dtype = np.bool_
+            out[f.name] = np.asarray(vals, dtype=dtype)
+        p = out["gate_prob"]
+        for dim, key in ((1, "gate2_1d"), (2, "gate2_2d"), (3, "gate2_pos")):
+            out[key] = np.asarray(chi2.ppf(p, dim), dtype=np.float64)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for snapshots and logs."""
+        d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["classes"] = {k: {f.name: getattr(v, f.name) for f in fields(v)} for k, v in self.classes.items()}
+        d["imm_mu0"] = list(self.imm_mu0)
+        return d
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> TrackerConfig:
+        """The inverse of `to_dict`; missing keys take their defaults."""
+        d = dict(d)
+        classes = _default_classes()
+        for name, params in (d.pop("classes", None) or {}).items():
+            classes[name] = replace(classes.get(name, classes["unknown"]), **params)
+        if "imm_mu0" in d:
+            d["imm_mu0"] = tuple(d["imm_mu0"])
+        return TrackerConfig(classes=classes, **d)

@@ -1,0 +1,210 @@
+"""TrackTable: the structure-of-arrays state of every track, and slot allocation.
+
+This module owns the layout of the tracker's memory: one preallocated array per attribute,
+indexed by slot, growing by doubling, with no Python object per track. It knows nothing of
+sensors, gating or filtering: `fusion.tracker` and the kernels read and write these arrays.
+
+Per slot (state at time `t_s`, the time of the track's last update; theatre ENU frame):
+
+    id        int64      stable track id (never reused; 0 for a free slot)
+    x         (6,) f8    e, n, u, ve, vn, vu                                  m, m/s
+    P         (6,6) f8   covariance of x
+    t_s       f8         time of x and P (last update)                         s
+    t0_s      f8         time of the first detection                           s
+    status    u1         index into messages.TRACK_STATUS_NAMES (0 free, 1 tentative,
+                         2 confirmed, 3 coasting)
+    cls       u1         messages.CLS_* class code
+    hist      u2         M-of-N history: bit 0 is the latest scan in coverage, 1 = hit
+    nscan     u1         scans in coverage since birth, saturating at 255
+    misses    u1         consecutive misses inside coverage
+    hits      i4         updates so far
+    ident     S24        cooperative identity, b"" when none
+    sensors   u8         bit mask over the tracker's sensor registry (bit = index % 64)
+    kinds     u1         bit mask of measurement kinds: 1 pos cooperative (with identity),
+                         2 polar (radar), 4 bearing, 8 pos non-cooperative
+    mu        (2,) f8    IMM mode probabilities (CV, CT); (1, 0) for non-IMM tracks
+    imm_slot  i4         row in the IMM side table, -1 when the track runs no IMM
+
+IMM side table (only for tracks of a class with `imm=True`): `imm_x (K,2,6)`, `imm_P (K,2,6,6)`,
+the mode-conditioned states; x and P above then hold the combined (moment-matched) estimate.
+
+Memory: the per-slot arrays take MAIN_BYTES_PER_SLOT = 8+48+288+8+8+1+1+2+1+1+4+24+8+1+16+4
+= 423 bytes; an IMM track also uses IMM_BYTES_PER_SLOT = 96+576 = 672 bytes in the side table.
+A non-IMM track therefore costs 423 B (846 B at worst just after a doubling); an IMM track
+1,095 B. `nbytes()` reports the exact allocation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusion.messages import IDENT_DTYPE
+
+FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
+
+KIND_BIT_POS_COOP = 1
+KIND_BIT_POLAR = 2
+KIND_BIT_BEARING = 4
+KIND_BIT_POS_NONCOOP = 8
+
+MAIN_BYTES_PER_SLOT = 8 + 48 + 288 + 8 + 8 + 1 + 1 + 2 + 1 + 1 + 4 + 24 + 8 + 1 + 16 + 4
+IMM_BYTES_PER_SLOT = 96 + 576
+
+# (name, trailing shape, dtype) of every per-slot array, in snapshot order.
+_FIELDS: tuple[tuple[str, tuple[int, ...], object], ...] = (
+    ("id", (), np.int64),
+    ("x", (6,), np.float64),
+    ("P", (6, 6), np.float64),
+    ("t_s", (), np.float64),
+    ("t0_s", (), np.float64),
+    ("status", (), np.uint8),
+    ("cls", (), np.uint8),
+    ("hist", (), np.uint16),
+    ("nscan", (), np.uint8),
+    ("misses", (), np.uint8),
+    ("hits", (), np.int32),
+    ("ident", (), IDENT_DTYPE),
+    ("sensors", (), np.uint64),
+    ("kinds", (), np.uint8),
+    ("mu", (2,), np.float64),
+    ("imm_slot", (), np.int32),
+)
+FIELD_NAMES = tuple(f[0] for f in _FIELDS)
+
+
+class TrackTable:
+    """Slots of tracks in parallel arrays; free slots are reused lowest first.
+
+    `alloc(k)` returns k slot indices (ascending, deterministic), `free(slots)` releases them.
+    Ids come from a counter that survives snapshots (`next_id`), so ids are never reused.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        capacity = max(int(capacity), 1)
+        for name, shape, dtype in _FIELDS:
+            setattr(self, name, np.zeros((capacity, *shape), dtype=dtype))
+        self.imm_slot[:] = -1
+        self.mu[:, 0] = 1.0
+        self.imm_x = np.zeros((0, 2, 6))
+        self.imm_P = np.zeros((0, 2, 6, 6))
+        self.imm_used = np.zeros(0, dtype=np.bool_)
+        self.next_id = 1
+        self.n_active = 0
+
+    # -- sizes ------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        return int(self.id.shape[0])
+
+    def active_slots(self) -> np.ndarray:
+        """Slots in use, ascending."""
+        return np.flatnonzero(self.status != FREE)
+
+    def nbytes(self) -> int:
+        """Bytes held by all the table's arrays."""
+        total = sum(getattr(self, name).nbytes for name in FIELD_NAMES)
+        return int(total + self.imm_x.nbytes + self.imm_P.nbytes + self.imm_used.nbytes)
+
+    # -- allocation -------------------------------------------------------------------------
+    def _grow(self, needed: int) -> None:
+        cap = self.capacity
+        new_cap = cap
+        while new_cap < needed:
+            new_cap *= 2
+        if new_cap == cap:
+            return
+        for name, shape, dtype in _FIELDS:
+            old = getattr(self, name)
+            new = np.zeros((new_cap, *shape), dtype=dtype)
+            new[:cap] = old
+            setattr(self, name, new)
+        self.imm_slot[cap:] = -1
+        self.mu[cap:, 0] = 1.0
+
+    def alloc(self, k: int) -> np.ndarray:
+        """k free slots (lowest first), marked tentative with fresh ids; grows as needed."""
+        if k <= 0:
+            return np.zeros(0, dtype=np.int64)
+        free = np.flatnonzero(self.status == FREE)
+        if free.shape[0] < k:
+            self._grow(self.n_active + k)
+            free = np.flatnonzero(self.status == FREE)
+        slots = free[:k].astype(np.int64)
+        self.id[slots] = np.arange(self.next_id, self.next_id + k, dtype=np.int64)
+        self.next_id += k
+        self.status[slots] = TENTATIVE
+        self.n_active += k
+        return slots
+
+    def alloc_imm(self, slots: np.ndarray) -> None:
+        """Give each of `slots` a row in the IMM side table (grown by doubling)."""
+        k = int(slots.shape[0])
+        if k == 0:
+            return
+        free = np.flatnonzero(~self.imm_used)
+        if free.shape[0] < k:
+            cap = self.imm_x.shape[0]
+            new_cap = max(cap, 16)
+            while new_cap - int(self.imm_used.sum()) < k:
+                new_cap *= 2
+            imm_x = np.zeros((new_cap, 2, 6))
+            imm_P = np.zeros((new_cap, 2, 6, 6))
+            used = np.zeros(new_cap, dtype=np.bool_)
+            imm_x[:cap], imm_P[:cap], used[:cap] = self.imm_x, self.imm_P, self.imm_used
+            self.imm_x, self.imm_P, self.imm_used = imm_x, imm_P, used
+            free = np.flatnonzero(~self.imm_used)
+        rows = free[:k].astype(np.int32)
+        self.imm_used[rows] = True
+        self.imm_slot[slots] = rows
+
+    def free(self, slots: np.ndarray) -> None:
+        """Release slots: status free, id 0, identity cleared, IMM rows returned."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if slots.shape[0] == 0:
+            return
+        rows = self.imm_slot[slots]
+        self.imm_used[rows[rows >= 0]] = False
+        for name, shape, dtype in _FIELDS:
+            getattr(self, name)[slots] = 0
+        self.imm_slot[slots] = -1
+        self.mu[slots, 0] = 1.0
+        self.n_active -= int(slots.shape[0])
+
+    # -- snapshots --------------------------------------------------------------------------
+    def to_arrays(self) -> dict[str, np.ndarray | int]:
+        """Plain arrays of the active tracks (copies), plus the id counter."""
+        slots = self.active_slots()
+        out: dict[str, np.ndarray | int] = {name: getattr(self, name)[slots].copy() for name in FIELD_NAMES}
+        rows = self.imm_slot[slots]
+        has = rows >= 0
+        imm_x = np.zeros((slots.shape[0], 2, 6))
+        imm_P = np.zeros((slots.shape[0], 2, 6, 6))
+        imm_x[has] = self.imm_x[rows[has]]
+        imm_P[has] = self.imm_P[rows[has]]
+        out["imm_x"], out["imm_P"] = imm_x, imm_P
+        out["next_id"] = int(self.next_id)
+        return out
+
+    @staticmethod
+    def from_arrays(d: dict, capacity: int = 1024) -> TrackTable:
+        """Rebuild a table from `to_arrays` output; slots are packed from 0 in the saved order."""
+        n = int(np.asarray(d["id"]).shape[0])
+        table = TrackTable(max(capacity, n))
+        for name, shape, dtype in _FIELDS:
+            arr = np.asarray(d[name], dtype=dtype)
+            if arr.shape != (n, *shape):
+                raise ValueError(f"snapshot field {name!r} has shape {arr.shape}, not {(n, *shape)}")
+            getattr(table, name)[:n] = arr
+        if n and np.any(table.status[:n] == FREE):
+            raise ValueError("snapshot holds a free slot")
+        table.n_active = n
+        table.next_id = int(d["next_id"])
+        table.imm_slot[:n] = -1
+        had = np.flatnonzero(np.asarray(d["imm_slot"]) >= 0)
+        table.alloc_imm(had)
+        rows = table.imm_slot[had]
+        table.imm_x[rows] = np.asarray(d["imm_x"], dtype=np.float64)[had]
+        table.imm_P[rows] = np.asarray(d["imm_P"], dtype=np.float64)[had]
+        if n and table.next_id <= int(table.id[:n].max()):
+            raise ValueError("snapshot next_id is not above every track id")
+        return table

@@ -184,7 +184,9 @@ class TrackerConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for snapshots and logs."""
         d: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        d["classes"] = {k: {f.name: getattr(v, f.name) for f in fields(v)} for k, v in self.classes.items()}
+        d["classes"] = {
+            k: {f.name: getattr(v, f.name) for f in fields(v)} for k, v in self.classes.items()
+        }
         d["imm_mu0"] = list(self.imm_mu0)
         return d
 

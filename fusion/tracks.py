@@ -164,7 +164,7 @@ class TrackTable:
             return
         rows = self.imm_slot[slots]
         self.imm_used[rows[rows >= 0]] = False
-        for name, shape, dtype in _FIELDS:
+        for name in FIELD_NAMES:
             getattr(self, name)[slots] = 0
         self.imm_slot[slots] = -1
         self.mu[slots, 0] = 1.0
@@ -174,7 +174,9 @@ class TrackTable:
     def to_arrays(self) -> dict[str, np.ndarray | int]:
         """Plain arrays of the active tracks (copies), plus the id counter."""
         slots = self.active_slots()
-        out: dict[str, np.ndarray | int] = {name: getattr(self, name)[slots].copy() for name in FIELD_NAMES}
+        out: dict[str, np.ndarray | int] = {
+            name: getattr(self, name)[slots].copy() for name in FIELD_NAMES
+        }
         rows = self.imm_slot[slots]
         has = rows >= 0
         imm_x = np.zeros((slots.shape[0], 2, 6))
@@ -193,7 +195,8 @@ class TrackTable:
         for name, shape, dtype in _FIELDS:
             arr = np.asarray(d[name], dtype=dtype)
             if arr.shape != (n, *shape):
-                raise ValueError(f"snapshot field {name!r} has shape {arr.shape}, not {(n, *shape)}")
+                want = (n, *shape)
+                raise ValueError(f"snapshot field {name!r} has shape {arr.shape}, not {want}")
             getattr(table, name)[:n] = arr
         if n and np.any(table.status[:n] == FREE):
             raise ValueError("snapshot holds a free slot")

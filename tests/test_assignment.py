@@ -45,9 +45,7 @@ def test_forbidden_pairs_match_scipy(seed):
 def test_small_case_by_enumeration():
     rng = np.random.default_rng(7)
     cost = rng.uniform(0, 1, size=(4, 6))
-    best = min(
-        sum(cost[i, p[i]] for i in range(4)) for p in itertools.permutations(range(6), 4)
-    )
+    best = min(sum(cost[i, p[i]] for i in range(4)) for p in itertools.permutations(range(6), 4))
     rows, cols = solve_assignment(cost)
     assert cost[rows, cols].sum() == pytest.approx(best, abs=1e-12)
 

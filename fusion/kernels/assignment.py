@@ -164,7 +164,9 @@ def cluster_pairs(n_tracks, n_dets, pair_t, pair_d):
 
 
 @njit
-def gnn_clusters(n_tracks, n_dets, pair_t, pair_d, pair_cost, miss_cost, det_of_track, track_of_det):
+def gnn_clusters(
+    n_tracks, n_dets, pair_t, pair_d, pair_cost, miss_cost, det_of_track, track_of_det
+):
     """Global nearest neighbour over sparse pairs, solved cluster by cluster.
 
     pair_t, pair_d (k,) int64: track and detection index of each gated pair; pair_cost (k,):

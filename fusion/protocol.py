@@ -25,6 +25,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from fusion.kernels.validate import SPD_ASYMMETRIC, SPD_NON_FINITE, SPD_NOT_POSITIVE, spd_status
 from fusion.messages import (
     IDENT_DTYPE,
     KIND_BEARING,
@@ -424,7 +425,9 @@ def _check_plain(value: Any, where: str, limits: Limits, depth: int) -> None:
         raise ProtocolError("field_type", f"{where} holds a {type(value).__name__}")
 
 
-def _array(m: dict, name: str, dtype: str, shape: tuple[int | None, ...]) -> np.ndarray:
+def _array(
+    m: dict, name: str, dtype: str, shape: tuple[int | None, ...], finite: bool = True
+) -> np.ndarray:
     a = m[name]
     if not isinstance(a, np.ndarray):
         raise ProtocolError("field_type", f"{name} must be an array")
@@ -437,37 +440,19 @@ def _array(m: dict, name: str, dtype: str, shape: tuple[int | None, ...]) -> np.
         s is not None and s != d for s, d in zip(shape, a.shape, strict=False)
     ):
         raise ProtocolError("shape", f"{name} has shape {a.shape}, expected {shape}")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if finite and a.dtype.kind == "f" and not np.isfinite(a).all():
         raise ProtocolError("non_finite", name)
     return a
 
 
 def _spd(name: str, A: np.ndarray) -> None:
-    """Symmetric positive definite, for a stack (n, m, m), by Sylvester's criterion for m <= 3
-    (closed-form minors: far cheaper than a Cholesky per matrix) and Cholesky above."""
-    m = A.shape[-1]
-    diag = np.abs(np.diagonal(A, axis1=1, axis2=2)).max(axis=1)
-    asym = np.abs(A - A.transpose(0, 2, 1)).max(axis=(1, 2))
-    if (asym > 1e-9 * diag + 1e-300).any():
+    """Symmetric positive definite, every matrix of a stack (n, m, m), in one compiled pass."""
+    status = spd_status(A, 1e-9)
+    if status == SPD_NON_FINITE:
+        raise ProtocolError("non_finite", name)
+    if status == SPD_ASYMMETRIC:
         raise ProtocolError("covariance", f"{name} is not symmetric")
-    a = A[:, 0, 0]
-    if m == 1:
-        ok = a > 0
-    elif m == 2:
-        ok = (a > 0) & (a * A[:, 1, 1] - A[:, 0, 1] ** 2 > 0)
-    elif m == 3:
-        b, c = A[:, 1, 1], A[:, 2, 2]
-        d, e, f = A[:, 0, 1], A[:, 0, 2], A[:, 1, 2]
-        minor2 = a * b - d * d
-        det = a * (b * c - f * f) - d * (d * c - f * e) + e * (d * f - b * e)
-        ok = (a > 0) & (minor2 > 0) & (det > 0)
-    else:
-        try:
-            np.linalg.cholesky(A)
-            ok = np.ones(1, bool)
-        except np.linalg.LinAlgError:
-            ok = np.zeros(1, bool)
-    if not ok.all():
+    if status == SPD_NOT_POSITIVE:
         raise ProtocolError("covariance", f"{name} is not positive definite")
 
 
@@ -498,7 +483,7 @@ def _build_det(m: dict, now_s: float, limits: Limits) -> Detections:
     width = z.shape[1]
     if width not in Z_WIDTH[kind]:
         raise ProtocolError("shape", f"{kind} z has {width} columns, expected {Z_WIDTH[kind]}")
-    R = _array(m, "R", "<f8", (n, width, width))
+    R = _array(m, "R", "<f8", (n, width, width), finite=False)  # _spd checks finiteness
     if (t < 0).any():
         raise ProtocolError("value", "t before the epoch")
     if t.max() > now_s + limits.max_future_s:
@@ -522,7 +507,7 @@ def _build_det(m: dict, now_s: float, limits: Limits) -> Detections:
     if "vel_R" in m:
         if vel is None:
             raise ProtocolError("missing_field", "det.vel_R given without det.vel")
-        vel_R = _array(m, "vel_R", "<f8", (n, 3, 3))
+        vel_R = _array(m, "vel_R", "<f8", (n, 3, 3), finite=False)
         _spd("vel_R", vel_R)
     if "ident" in m:
         ident = _array(m, "ident", "S", (n,)).astype(IDENT_DTYPE)

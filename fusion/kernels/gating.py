@@ -1,0 +1,441 @@
+"""Gating: spatial-grid candidates, then the chi-square Mahalanobis gate, as sparse pairs.
+
+This module owns the question "which detection may belong to which track" and nothing else:
+it reads track states and detections, never writes a track. Assignment of the pairs lives in
+`fusion.kernels.assignment`, filtering in the Kalman kernels.
+
+Each track is predicted in position only, exactly under the nearly-constant-velocity model of
+`fusion.models` (continuous white acceleration), from the time of its state to the time of
+each candidate detection: p = p0 + dt v0, P_pp = P_pp + dt (P_pv + P_vp) + dt^2 P_vv +
+q |dt|^3 / 3. So detections of one batch taken at different times are gated at their own
+times, and nothing is written back.
+
+Candidates: detections are hashed into square cells of the east-north plane (key = column,
+row), sorted by key; each track looks up the cells within its search radius (a bound on the
+gate's extent over the batch's time span, below), one binary search per column of cells. A
+track whose search would visit more cells than there are detections scans them all instead.
+The search radius is sqrt(gamma * tr(S_max)) + |v_h| * half_span, where tr(S_max) bounds the
+trace of the innovation covariance over the batch's time span (the trace is convex in dt, so
+its maximum is at an end) and of any detection's covariance; since d2 <= gamma implies
+|y|^2 <= gamma * lambda_max(S) <= gamma * tr(S), no pair inside the gate is ever missed
+(`tests/test_gating.py` checks it against brute force).
+
+Measurement kinds (`mode`): MODE_POS, z is a theatre ENU position (m); MODE_POLAR, z is
+(range_m, az_rad, el_rad) from a sensor whose frame is `p_s = M p + c`; MODE_BEARING, z is
+(az_rad,) or (az_rad, el_rad). Polar and bearing residuals use the exact Jacobian of
+`fusion.geo.aer_jacobian_into`, azimuth residuals wrapped to [-pi, pi). For the grid, polar
+detections carry their converted ENU position; bearing detections have none, so a bearing batch
+is gated against every track in coverage (brute force; bearing batches are small).
+
+Cooperative identity: a detection and a track that both carry an identity (three uint64 words
+of the S24 bytes, all zero = none) and differ never form a pair.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fusion.geo import aer_jacobian_into, aer_of, wrap_angle
+from fusion.jit import njit
+
+MODE_POS, MODE_POLAR, MODE_BEARING = 0, 1, 2
+
+_KEY_OFFSET = 1 << 30
+_KEY_ROW = 1 << 31
+
+
+def ident_words(ident: np.ndarray) -> np.ndarray:
+    """(n, 3) uint64 view of an (n,) S24 identity array (a copy if it is not contiguous)."""
+    a = np.ascontiguousarray(ident, dtype="S24")
+    return a.view(np.uint64).reshape(a.shape[0], 3)
+
+
+@njit
+def _ident_forbidden(tw, i, dw, j):
+    t_has = tw[i, 0] != 0 or tw[i, 1] != 0 or tw[i, 2] != 0
+    d_has = dw[j, 0] != 0 or dw[j, 1] != 0 or dw[j, 2] != 0
+    if not (t_has and d_has):
+        return False
+    return tw[i, 0] != dw[j, 0] or tw[i, 1] != dw[j, 1] or tw[i, 2] != dw[j, 2]
+
+
+@njit
+def predict_pos_into(x, P, i, dt_s, q_h, q_v, p, Pp):
+    """Position (3,) and its covariance (3, 3) of track row i, dt_s after its state time."""
+    adt = abs(dt_s)
+    q3 = adt * adt * adt / 3.0
+    for a in range(3):
+        p[a] = x[i, a] + dt_s * x[i, 3 + a]
+        for b in range(3):
+            Pp[a, b] = (
+                P[i, a, b]
+                + dt_s * (P[i, a, 3 + b] + P[i, 3 + a, b])
+                + dt_s * dt_s * P[i, 3 + a, 3 + b]
+            )
+    Pp[0, 0] += q_h * q3
+    Pp[1, 1] += q_h * q3
+    Pp[2, 2] += q_v * q3
+
+
+@njit
+def _chol_d2(S, y, m, L):
+    """y' S^-1 y for the leading m x m block by Cholesky; -1 when S is not positive definite."""
+    for a in range(m):
+        for b in range(a + 1):
+            s = S[a, b]
+            for k in range(b):
+                s -= L[a, k] * L[b, k]
+            if a == b:
+                if s <= 0.0:
+                    return -1.0
+                L[a, a] = math.sqrt(s)
+            else:
+                L[a, b] = s / L[b, b]
+    d2 = 0.0
+    w = np.empty(3)
+    for a in range(m):
+        s = y[a]
+        for k in range(a):
+            s -= L[a, k] * w[k]
+        w[a] = s / L[a, a]
+        d2 += w[a] * w[a]
+    return d2
+
+
+@njit
+def mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L):
+    """Squared Mahalanobis distance of detection j from a predicted position (p, Pp).
+
+    Scratch arrays y (3,), S (3, 3), H (3, 3), J (3, 3), L (3, 3) are passed in so the hot loop
+    allocates nothing. Returns -1 when the innovation covariance is not positive definite.
+    """
+    if mode == MODE_POS:
+        for a in range(3):
+            y[a] = z[j, a] - p[a]
+            for b in range(3):
+                S[a, b] = Pp[a, b] + R[j, a, b]
+        return _chol_d2(S, y, 3, L)
+    # Sensor-frame position and the Jacobian of (range, az, el) in theatre coordinates.
+    s0 = M[0, 0] * p[0] + M[0, 1] * p[1] + M[0, 2] * p[2] + c[0]
+    s1 = M[1, 0] * p[0] + M[1, 1] * p[1] + M[1, 2] * p[2] + c[1]
+    s2 = M[2, 0] * p[0] + M[2, 1] * p[1] + M[2, 2] * p[2] + c[2]
+    rng, az, el = aer_of(s0, s1, s2)
+    aer_jacobian_into(s0, s1, s2, J)
+    first = 0 if mode == MODE_POLAR else 1  # bearing rows are (az[, el])
+    h = (rng, az, el)
+    for a in range(m):
+        ra = first + a
+        for b in range(3):
+            H[a, b] = J[ra, 0] * M[0, b] + J[ra, 1] * M[1, b] + J[ra, 2] * M[2, b]
+        resid = z[j, a] - h[ra]
+        y[a] = wrap_angle(resid) if ra == 1 else resid
+    for a in range(m):
+        for b in range(m):
+            acc = R[j, a, b]
+            for k in range(3):
+                hk = 0.0
+                for l2 in range(3):
+                    hk += Pp[k, l2] * H[b, l2]
+                acc += H[a, k] * hk
+            S[a, b] = acc
+    return _chol_d2(S, y, m, L)
+
+
+@njit
+def _gate_track(
+    i,
+    ti,
+    mode,
+    x,
+    P,
+    t_s,
+    q_h,
+    q_v,
+    gate2,
+    z,
+    R,
+    det_t,
+    m,
+    M,
+    c,
+    tw,
+    dw,
+    j,
+    out_t,
+    out_d,
+    out_c,
+    n,
+    cap,
+    p,
+    Pp,
+    y,
+    S,
+    H,
+    J,
+    L,
+):
+    if _ident_forbidden(tw, ti, dw, j):
+        return n
+    predict_pos_into(x, P, ti, det_t[j] - t_s[ti], q_h[i], q_v[i], p, Pp)
+    d2 = mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
+    if d2 >= 0.0 and d2 <= gate2[i]:
+        if n < cap:
+            out_t[n] = i
+            out_d[n] = j
+            out_c[n] = d2
+        n += 1
+    return n
+
+
+@njit
+def gate_pairs(
+    mode,
+    rows,
+    x,
+    P,
+    t_s,
+    q_h,
+    q_v,
+    gate2,
+    z,
+    R,
+    det_t,
+    det_pos,
+    det_tr,
+    M,
+    c,
+    tw,
+    dw,
+    cell_m,
+    out_t,
+    out_d,
+    out_c,
+):
+    """Gated (track, detection) pairs of one batch; returns the number of pairs found.
+
+    rows (nt,) int64: table rows of the tracks to gate; x, P, t_s: the table's arrays;
+    q_h, q_v, gate2 (nt,): per-track process noise and chi-square threshold for this
+    measurement's dimension. z (nd, m), R (nd, m, m), det_t (nd,): the detections as measured;
+    det_pos (nd, 3): their theatre ENU positions for the grid (ignored for bearings); det_tr
+    (nd,): trace of their position covariance in ENU (m^2). M, c: sensor transform (polar,
+    bearing). tw (N, 3), dw (nd, 3): identity words. Pairs are written to out_t (index into
+    rows), out_d, out_c (squared distance) up to their capacity; a return value above the
+    capacity means the caller must retry with larger arrays. Pairs come out by track, then by
+    detection key: a deterministic order.
+    """
+    nt = rows.shape[0]
+    nd = z.shape[0]
+    m = z.shape[1]
+    cap = out_t.shape[0]
+    n = 0
+    if nt == 0 or nd == 0:
+        return 0
+    p = np.empty(3)
+    Pp = np.empty((3, 3))
+    y = np.empty(3)
+    S = np.empty((3, 3))
+    H = np.empty((3, 3))
+    J = np.empty((3, 3))
+    L = np.zeros((3, 3))
+    if mode == MODE_BEARING:
+        for i in range(nt):
+            ti = rows[i]
+            for j in range(nd):
+                n = _gate_track(
+                    i,
+                    ti,
+                    mode,
+                    x,
+                    P,
+                    t_s,
+                    q_h,
+                    q_v,
+                    gate2,
+                    z,
+                    R,
+                    det_t,
+                    m,
+                    M,
+                    c,
+                    tw,
+                    dw,
+                    j,
+                    out_t,
+                    out_d,
+                    out_c,
+                    n,
+                    cap,
+                    p,
+                    Pp,
+                    y,
+                    S,
+                    H,
+                    J,
+                    L,
+                )
+        return n
+    # Grid of detections: key = (column + offset) * ROW + (row + offset), sorted.
+    keys = np.empty(nd, np.int64)
+    t_lo = det_t[0]
+    t_hi = det_t[0]
+    tr_max = 0.0
+    for j in range(nd):
+        ix = int(math.floor(det_pos[j, 0] / cell_m))
+        iy = int(math.floor(det_pos[j, 1] / cell_m))
+        keys[j] = (ix + _KEY_OFFSET) * _KEY_ROW + (iy + _KEY_OFFSET)
+        t_lo = min(t_lo, det_t[j])
+        t_hi = max(t_hi, det_t[j])
+        tr_max = max(tr_max, det_tr[j])
+    order = np.argsort(keys, kind="mergesort")
+    skeys = keys[order]
+    t_mid = 0.5 * (t_lo + t_hi)
+    half_span = 0.5 * (t_hi - t_lo)
+    for i in range(nt):
+        ti = rows[i]
+        # Largest trace of the predicted position covariance over the batch's span.
+        tr_pp = 0.0
+        for dt in (t_lo - t_s[ti], t_hi - t_s[ti]):
+            predict_pos_into(x, P, ti, dt, q_h[i], q_v[i], p, Pp)
+            tr_pp = max(tr_pp, Pp[0, 0] + Pp[1, 1] + Pp[2, 2])
+        vh = math.hypot(x[ti, 3], x[ti, 4])
+        radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * half_span
+        dt_mid = t_mid - t_s[ti]
+        e0 = x[ti, 0] + dt_mid * x[ti, 3]
+        n0 = x[ti, 1] + dt_mid * x[ti, 4]
+        ix_lo = int(math.floor((e0 - radius) / cell_m))
+        ix_hi = int(math.floor((e0 + radius) / cell_m))
+        iy_lo = int(math.floor((n0 - radius) / cell_m))
+        iy_hi = int(math.floor((n0 + radius) / cell_m))
+        n_cols = ix_hi - ix_lo + 1
+        if n_cols * (iy_hi - iy_lo + 1) > nd or n_cols > nd:
+            for q in range(nd):
+                n = _gate_track(
+                    i,
+                    ti,
+                    mode,
+                    x,
+                    P,
+                    t_s,
+                    q_h,
+                    q_v,
+                    gate2,
+                    z,
+                    R,
+                    det_t,
+                    m,
+                    M,
+                    c,
+                    tw,
+                    dw,
+                    order[q],
+                    out_t,
+                    out_d,
+                    out_c,
+                    n,
+                    cap,
+                    p,
+                    Pp,
+                    y,
+                    S,
+                    H,
+                    J,
+                    L,
+                )
+            continue
+        for ix in range(ix_lo, ix_hi + 1):
+            k_lo = (ix + _KEY_OFFSET) * _KEY_ROW + (iy_lo + _KEY_OFFSET)
+            k_hi = (ix + _KEY_OFFSET) * _KEY_ROW + (iy_hi + _KEY_OFFSET)
+            a = np.searchsorted(skeys, k_lo, side="left")
+            b = np.searchsorted(skeys, k_hi, side="right")
+            for q in range(a, b):
+                n = _gate_track(
+                    i,
+                    ti,
+                    mode,
+                    x,
+                    P,
+                    t_s,
+                    q_h,
+                    q_v,
+                    gate2,
+                    z,
+                    R,
+                    det_t,
+                    m,
+                    M,
+                    c,
+                    tw,
+                    dw,
+                    order[q],
+                    out_t,
+                    out_d,
+                    out_c,
+                    n,
+                    cap,
+                    p,
+                    Pp,
+                    y,
+                    S,
+                    H,
+                    J,
+                    L,
+                )
+    return n
+
+
+def gate(
+    mode: int,
+    rows: np.ndarray,
+    x: np.ndarray,
+    P: np.ndarray,
+    t_s: np.ndarray,
+    q_h: np.ndarray,
+    q_v: np.ndarray,
+    gate2: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    det_t: np.ndarray,
+    det_pos: np.ndarray,
+    det_tr: np.ndarray,
+    M: np.ndarray,
+    c: np.ndarray,
+    track_ident_words: np.ndarray,
+    det_ident_words: np.ndarray,
+    cell_m: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run `gate_pairs`, growing the output until it fits; returns (pair_t, pair_d, d2)."""
+    if cell_m <= 0:
+        raise ValueError(f"cell_m must be > 0, got {cell_m}")
+    cap = max(64, 4 * (rows.shape[0] + z.shape[0]))
+    while True:
+        out_t = np.empty(cap, np.int64)
+        out_d = np.empty(cap, np.int64)
+        out_c = np.empty(cap, np.float64)
+        n = gate_pairs(
+            mode,
+            rows,
+            x,
+            P,
+            t_s,
+            q_h,
+            q_v,
+            gate2,
+            z,
+            R,
+            det_t,
+            det_pos,
+            det_tr,
+            M,
+            c,
+            track_ident_words,
+            det_ident_words,
+            float(cell_m),
+            out_t,
+            out_d,
+            out_c,
+        )
+        if n <= cap:
+            return out_t[:n], out_d[:n], out_c[:n]
+        cap = n

@@ -1,0 +1,528 @@
+"""Batched linear Kalman kernels over the TrackTable's arrays: predict, gate, Joseph update.
+
+Everything works in place on the track arrays ``x`` (N, 6) float64 and ``P`` (N, 6, 6)
+float64, over the rows named by an int64 index array, so the tracker never copies tracks out.
+Measurements are in theatre ENU (position in m, velocity in m/s). Updates use the Joseph form
+``P = (I - K H) P (I - K H)^T + K R K^T`` and mirror the upper triangle, so P stays exactly
+symmetric and positive definite. A measurement whose innovation covariance S is not positive
+definite is skipped (the track is left untouched) and reported with ``d2 = inf``.
+
+All public kernels are ``@njit``: call them from Python or from other kernels. The per-row
+helpers (``predict_cv_row``, ``joseph_update_row``, ``new_workspace``) are the building blocks
+the extended and IMM kernels reuse. This module owns the filter arithmetic, not the track
+bookkeeping (status, counters, assignment are the tracker's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fusion.jit import njit
+from fusion.models import cv_predict_into, cv_Q_into, model_F_into
+
+__all__ = [
+    "LOG_2PI",
+    "new_workspace",
+    "predict_cv_row",
+    "predict_model_row",
+    "joseph_update_row",
+    "gate_row",
+    "predict",
+    "predict_per_row",
+    "predict_model",
+    "position_d2",
+    "position_innovations",
+    "update_position",
+    "update_position_velocity",
+    "update_linear",
+]
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+# Workspace slots of the (10, 6, 6) scratch array (see new_workspace).
+_PHT, _L, _K, _A, _AP, _KR, _H, _R, _VEC, _F = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+
+
+@njit
+def new_workspace() -> np.ndarray:
+    """Scratch (10, 6, 6) float64 for the per-row helpers; one per thread, reused across rows."""
+    return np.zeros((10, 6, 6))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-row building blocks
+# ---------------------------------------------------------------------------------------------
+
+
+@njit
+def predict_cv_row(x: np.ndarray, P: np.ndarray, dt_s: float, q_h: float, q_v: float) -> None:
+    """CV predict of one track in place: ``x`` (6,), ``P`` (6, 6), ``dt_s`` >= 0 seconds."""
+    cv_predict_into(x, P, dt_s, q_h, q_v)
+
+
+@njit
+def predict_model_row(
+    x: np.ndarray,
+    P: np.ndarray,
+    dt_s: float,
+    omega_rad_s: float,
+    q_h: float,
+    q_v: float,
+    work: np.ndarray,
+) -> None:
+    """Predict one track in place with CV (``omega_rad_s == 0``) or CT(omega).
+
+    ``work`` is a workspace from ``new_workspace()``. P becomes ``F P F^T + Q``, with the upper
+    triangle computed and mirrored.
+    """
+    if omega_rad_s == 0.0:
+        cv_predict_into(x, P, dt_s, q_h, q_v)
+        return
+    F = work[_F]
+    FP = work[_AP]
+    Q = work[_KR]
+    v = work[_VEC, 0]
+    model_F_into(dt_s, omega_rad_s, F)
+    cv_Q_into(dt_s, q_h, q_v, Q)
+    for i in range(6):
+        s = 0.0
+        for k in range(6):
+            s += F[i, k] * x[k]
+        v[i] = s
+    for i in range(6):
+        x[i] = v[i]
+    for i in range(6):
+        for j in range(6):
+            s = 0.0
+            for k in range(6):
+                s += F[i, k] * P[k, j]
+            FP[i, j] = s
+    for i in range(6):
+        for j in range(i, 6):
+            s = 0.0
+            for k in range(6):
+                s += FP[i, k] * F[j, k]
+            P[i, j] = s + Q[i, j]
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
+
+
+@njit
+def _cholesky_in_place(S: np.ndarray, m: int) -> bool:
+    """Lower Cholesky factor of the leading (m, m) block of ``S``, in place; False if not PD."""
+    for j in range(m):
+        d = S[j, j]
+        for k in range(j):
+            d -= S[j, k] * S[j, k]
+        if not d > 0.0:  # also catches NaN
+            return False
+        d = math.sqrt(d)
+        S[j, j] = d
+        for i in range(j + 1, m):
+            s = S[i, j]
+            for k in range(j):
+                s -= S[i, k] * S[j, k]
+            S[i, j] = s / d
+        for i in range(j):
+            S[i, j] = 0.0
+    return True
+
+
+@njit
+def _innovation_cov(
+    P: np.ndarray, H: np.ndarray, R: np.ndarray, m: int, work: np.ndarray
+) -> tuple[float, bool]:
+    """PHt = P H^T into work[_PHT] (6, m); Cholesky of S = H P H^T + R into work[_L].
+
+    Returns (log det S, ok).
+    """
+    PHt = work[_PHT]
+    L = work[_L]
+    for i in range(6):
+        for j in range(m):
+            s = 0.0
+            for k in range(6):
+                s += P[i, k] * H[j, k]
+            PHt[i, j] = s
+    for i in range(m):
+        for j in range(i, m):
+            s = 0.0
+            for k in range(6):
+                s += H[i, k] * PHt[k, j]
+            # S symmetric by construction: average R's two triangles so an R that is symmetric
+            # only to rounding does not bias the factor.
+            v = s + 0.5 * (R[i, j] + R[j, i])
+            L[i, j] = v
+            L[j, i] = v
+    if not _cholesky_in_place(L, m):
+        return math.inf, False
+    logdet = 0.0
+    for i in range(m):
+        logdet += 2.0 * math.log(L[i, i])
+    return logdet, True
+
+
+@njit
+def _mahalanobis(L: np.ndarray, y: np.ndarray, m: int, w: np.ndarray) -> float:
+    """y^T S^-1 y given the Cholesky factor L of S; ``w`` (m,) receives L^-1 y."""
+    d2 = 0.0
+    for i in range(m):
+        s = y[i]
+        for k in range(i):
+            s -= L[i, k] * w[k]
+        w[i] = s / L[i, i]
+        d2 += w[i] * w[i]
+    return d2
+
+
+@njit
+def gate_row(
+    P: np.ndarray, H: np.ndarray, y: np.ndarray, R: np.ndarray, m: int, work: np.ndarray
+) -> tuple[float, float]:
+    """Mahalanobis ``d2`` and ``log det S`` of innovation ``y`` (m,) without updating.
+
+    ``H`` (>= m, 6) and ``R`` (>= m, >= m) use their leading m rows/columns. Returns
+    ``(inf, inf)`` when S is not positive definite.
+    """
+    logdet, ok = _innovation_cov(P, H, R, m, work)
+    if not ok:
+        return math.inf, math.inf
+    return _mahalanobis(work[_L], y, m, work[_VEC, 1]), logdet
+
+
+@njit
+def joseph_update_row(
+    x: np.ndarray,
+    P: np.ndarray,
+    H: np.ndarray,
+    y: np.ndarray,
+    R: np.ndarray,
+    m: int,
+    work: np.ndarray,
+) -> tuple[float, float]:
+    """Kalman update of one track in place with innovation ``y`` = z - h(x) (m,), Joseph form.
+
+    ``x`` (6,), ``P`` (6, 6); ``H`` (>= m, 6) the measurement matrix or Jacobian and ``R``
+    (>= m, >= m) the measurement covariance, of which the leading m rows/columns are used
+    (1 <= m <= 6); ``work`` from ``new_workspace()``. Returns ``(d2, logdet_S)``: the
+    innovation's squared Mahalanobis distance and log det S (the measurement log-likelihood
+    is ``-0.5 * (d2 + logdet_S + m * LOG_2PI)``). If S is not positive definite nothing
+    changes and ``(inf, inf)`` is returned.
+    """
+    logdet, ok = _innovation_cov(P, H, R, m, work)
+    if not ok:
+        return math.inf, math.inf
+    PHt = work[_PHT]
+    L = work[_L]
+    K = work[_K]
+    A = work[_A]
+    AP = work[_AP]
+    KR = work[_KR]
+    w = work[_VEC, 1]
+    d2 = _mahalanobis(L, y, m, w)
+    # K = PHt S^-1, row by row: solve L L^T k = PHt[i, :].
+    for i in range(6):
+        for j in range(m):
+            s = PHt[i, j]
+            for k in range(j):
+                s -= L[j, k] * K[i, k]
+            K[i, j] = s / L[j, j]
+        for j in range(m - 1, -1, -1):
+            s = K[i, j]
+            for k in range(j + 1, m):
+                s -= L[k, j] * K[i, k]
+            K[i, j] = s / L[j, j]
+    for i in range(6):
+        s = 0.0
+        for j in range(m):
+            s += K[i, j] * y[j]
+        x[i] += s
+    # A = I - K H
+    for i in range(6):
+        for j in range(6):
+            s = 1.0 if i == j else 0.0
+            for k in range(m):
+                s -= K[i, k] * H[k, j]
+            A[i, j] = s
+    for i in range(6):
+        for j in range(6):
+            s = 0.0
+            for k in range(6):
+                s += A[i, k] * P[k, j]
+            AP[i, j] = s
+    for i in range(6):
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += K[i, k] * R[k, j]
+            KR[i, j] = s
+    for i in range(6):
+        for j in range(i, 6):
+            s = 0.0
+            for k in range(6):
+                s += AP[i, k] * A[j, k]
+            t = 0.0
+            for k in range(m):
+                t += KR[i, k] * K[j, k]
+            P[i, j] = s + t
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
+    return d2, logdet
+
+
+@njit
+def _set_position_H(H: np.ndarray) -> None:
+    for i in range(6):
+        for j in range(6):
+            H[i, j] = 0.0
+    for i in range(3):
+        H[i, i] = 1.0
+
+
+@njit
+def _set_identity_H(H: np.ndarray) -> None:
+    for i in range(6):
+        for j in range(6):
+            H[i, j] = 1.0 if i == j else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Batched kernels (what the tracker calls)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit
+def predict(
+    x: np.ndarray, P: np.ndarray, rows: np.ndarray, dt_s: np.ndarray, q_h: float, q_v: float
+) -> None:
+    """CV predict of the selected tracks, in place.
+
+    x (N, 6) float64, P (N, 6, 6) float64: modified in place at ``rows``.
+    rows (k,) int64: track rows to predict. dt_s (k,) float64: seconds to advance each row.
+    q_h, q_v: white-acceleration intensities (m^2/s^3), horizontal and vertical.
+    """
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        cv_predict_into(x[r], P[r], dt_s[i], q_h, q_v)
+
+
+@njit
+def predict_per_row(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    dt_s: np.ndarray,
+    q_h: np.ndarray,
+    q_v: np.ndarray,
+) -> None:
+    """As ``predict`` with per-row noise: q_h, q_v (k,) float64 aligned with ``rows``."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        cv_predict_into(x[r], P[r], dt_s[i], q_h[i], q_v[i])
+
+
+@njit
+def predict_model(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    dt_s: np.ndarray,
+    omega_rad_s: float,
+    q_h: float,
+    q_v: float,
+) -> None:
+    """Predict the selected tracks in place with CT(omega) (CV when omega is 0).
+
+    Shapes as in ``predict``; omega_rad_s is the turn rate, counter-clockwise positive.
+    """
+    work = new_workspace()
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        predict_model_row(x[r], P[r], dt_s[i], omega_rad_s, q_h, q_v, work)
+
+
+@njit
+def position_d2(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    d2: np.ndarray,
+) -> None:
+    """Squared Mahalanobis distance of position measurements to tracks, for gating.
+
+    For each pair k: track ``rows[k]`` (int64 into x (N, 6), P (N, 6, 6)) and measurement
+    ``cols[k]`` (int64 into z (M, 3) ENU metres and R (M, 3, 3)); writes ``d2[k]`` (float64,
+    inf when S = P_pos + R is not positive definite). Reads only; nothing else is written.
+    """
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        j = cols[k]
+        # S = P[:3, :3] + R, 3x3 Cholesky spelled out: gating runs on many more pairs than
+        # updates, so no workspace traffic here.
+        s00 = P[r, 0, 0] + R[j, 0, 0]
+        s10 = P[r, 1, 0] + 0.5 * (R[j, 1, 0] + R[j, 0, 1])
+        s11 = P[r, 1, 1] + R[j, 1, 1]
+        s20 = P[r, 2, 0] + 0.5 * (R[j, 2, 0] + R[j, 0, 2])
+        s21 = P[r, 2, 1] + 0.5 * (R[j, 2, 1] + R[j, 1, 2])
+        s22 = P[r, 2, 2] + R[j, 2, 2]
+        y0 = z[j, 0] - x[r, 0]
+        y1 = z[j, 1] - x[r, 1]
+        y2 = z[j, 2] - x[r, 2]
+        if not s00 > 0.0:
+            d2[k] = math.inf
+            continue
+        l00 = math.sqrt(s00)
+        l10 = s10 / l00
+        l20 = s20 / l00
+        t = s11 - l10 * l10
+        if not t > 0.0:
+            d2[k] = math.inf
+            continue
+        l11 = math.sqrt(t)
+        l21 = (s21 - l20 * l10) / l11
+        t = s22 - l20 * l20 - l21 * l21
+        if not t > 0.0:
+            d2[k] = math.inf
+            continue
+        l22 = math.sqrt(t)
+        w0 = y0 / l00
+        w1 = (y1 - l10 * w0) / l11
+        w2 = (y2 - l20 * w0 - l21 * w1) / l22
+        d2[k] = w0 * w0 + w1 * w1 + w2 * w2
+
+
+@njit
+def position_innovations(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    y: np.ndarray,
+    S: np.ndarray,
+    d2: np.ndarray,
+) -> None:
+    """Innovations of position measurements: y = z - x_pos, S = P_pos + R, d2 = y^T S^-1 y.
+
+    Pairs as in ``position_d2``; writes y (k, 3), S (k, 3, 3) and d2 (k,) (inf if S is not
+    positive definite).
+    """
+    position_d2(x, P, rows, cols, z, R, d2)
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        j = cols[k]
+        for a in range(3):
+            y[k, a] = z[j, a] - x[r, a]
+            for b in range(3):
+                S[k, a, b] = P[r, a, b] + R[j, a, b]
+
+
+@njit
+def update_position(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    d2: np.ndarray,
+) -> int:
+    """Joseph-form update of tracks with ENU position measurements (H = [I3 0]), in place.
+
+    Pairs k: track ``rows[k]`` (int64 into x (N, 6), P (N, 6, 6)) takes measurement
+    ``cols[k]`` (int64 into z (M, 3) metres, R (M, 3, 3) m^2). Pairs are applied in order (a
+    row listed twice is updated sequentially). Writes ``d2[k]``, the pre-update squared
+    Mahalanobis distance (inf: S not positive definite, pair skipped). Returns the number of
+    pairs applied.
+    """
+    work = new_workspace()
+    H = work[_H]
+    _set_position_H(H)
+    y = work[_VEC, 0]
+    applied = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        j = cols[k]
+        for a in range(3):
+            y[a] = z[j, a] - x[r, a]
+        d2[k], _ = joseph_update_row(x[r], P[r], H, y, R[j], 3, work)
+        if d2[k] < math.inf:
+            applied += 1
+    return applied
+
+
+@njit
+def update_position_velocity(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    d2: np.ndarray,
+) -> int:
+    """Joseph-form update with position and reported velocity (H = I6), in place.
+
+    As ``update_position`` but z (M, 6) is [e, n, u, ve, vn, vu] (m, m/s) and R (M, 6, 6)
+    their joint covariance (block-diagonal when position and velocity errors are independent).
+    """
+    work = new_workspace()
+    H = work[_H]
+    _set_identity_H(H)
+    y = work[_VEC, 0]
+    applied = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        j = cols[k]
+        for a in range(6):
+            y[a] = z[j, a] - x[r, a]
+        d2[k], _ = joseph_update_row(x[r], P[r], H, y, R[j], 6, work)
+        if d2[k] < math.inf:
+            applied += 1
+    return applied
+
+
+@njit
+def update_linear(
+    x: np.ndarray,
+    P: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    H: np.ndarray,
+    d2: np.ndarray,
+) -> int:
+    """Joseph-form update with any linear measurement z = H x + noise, in place.
+
+    z (M, m), R (M, m, m), H (m, 6) shared by all pairs, 1 <= m <= 6; pairs as in
+    ``update_position``. Returns the number of pairs applied.
+    """
+    m = H.shape[0]
+    work = new_workspace()
+    Hw = work[_H]
+    for a in range(m):
+        for b in range(6):
+            Hw[a, b] = H[a, b]
+    y = work[_VEC, 0]
+    applied = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        j = cols[k]
+        for a in range(m):
+            s = z[j, a]
+            for b in range(6):
+                s -= Hw[a, b] * x[r, b]
+            y[a] = s
+        d2[k], _ = joseph_update_row(x[r], P[r], Hw, y, R[j], m, work)
+        if d2[k] < math.inf:
+            applied += 1
+    return applied

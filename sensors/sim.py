@@ -1,0 +1,345 @@
+"""Synthetic sensors driven by a scenario: radar, AIS, ADS-B and acoustic nodes.
+
+This module owns how the simulated sensors observe a `fusion.scenario.Scenario`: coverage,
+detection probability, noise, clutter, reporting intervals, identities switched off, and the
+latency from measurement to delivery. It yields the same wire messages (`Detections`,
+`Heartbeat`) a real adapter sends, so the tracker, the service and the replay cannot tell them
+apart. Everything is drawn from generators seeded by (scenario seed, sensor index): the same
+scenario gives the same messages, bit for bit.
+
+Three ways to use it:
+- in-process: ``SimSensors(scenario).messages()`` yields messages in measurement-time order;
+- as a feed: ``write_feed(scenario, path)`` records the encoded frames with their arrival times;
+- live: ``realtime(scenario, speed=4.0)`` yields batches at wall-clock pace.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fusion.geo import LocalFrame, enu_to_aer
+from fusion.messages import (
+    IDENT_DTYPE,
+    KIND_EVENT,
+    KIND_POLAR,
+    KIND_POS,
+    Detections,
+    Heartbeat,
+)
+from fusion.scenario.model import Scenario, SensorSpec
+
+HEARTBEAT_S = 1.0  # every sensor heartbeats this often (scenario seconds)
+REPORT_BATCH_S = 1.0  # AIS / ADS-B receivers forward what they heard once a second
+
+
+@dataclass(eq=False)
+class Timed:
+    """A message with the scenario times that order it: `meas_t_s` (last measurement in it,
+    epoch s) and `arrival_t_s` (when it reaches fusion, epoch s)."""
+
+    meas_t_s: float
+    arrival_t_s: float
+    msg: Detections | Heartbeat
+
+
+class SimSensors:
+    """The scenario's sensors. `seed` overrides the scenario's seed for the noise draws."""
+
+    def __init__(self, scenario: Scenario, seed: int | None = None) -> None:
+        self.scenario = scenario
+        self.seed = scenario.seed if seed is None else int(seed)
+        self.frame: LocalFrame = scenario.theatre.frame
+        self._timed: list[Timed] | None = None
+        self.counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ public
+    def timed(self, order: str = "measurement") -> list[Timed]:
+        """Every message with its times, sorted by `order` ("measurement" or "arrival");
+        ties break by sensor id and sequence number, so the order is total."""
+        if self._timed is None:
+            out: list[Timed] = []
+            for i, spec in enumerate(self.scenario.sensors):
+                rng = np.random.default_rng([self.seed, i, 7])
+                out.extend(self._simulate(spec, rng))
+            self._timed = out
+        key = (
+            (lambda m: (m.meas_t_s, _sid(m.msg), _seq(m.msg)))
+            if order == "measurement"
+            else (lambda m: (m.arrival_t_s, _sid(m.msg), _seq(m.msg)))
+        )
+        return sorted(self._timed, key=key)
+
+    def messages(self, order: str = "measurement") -> Iterator[Detections | Heartbeat]:
+        """Detections and Heartbeats in time order (see `timed`)."""
+        for m in self.timed(order):
+            yield m.msg
+
+    def sensor_sites_llh(self) -> dict[str, tuple[float, float, float]]:
+        return {spec.id: self._site_llh(spec) for spec in self.scenario.sensors}
+
+    # ------------------------------------------------------------------ simulation
+    def _simulate(self, spec: SensorSpec, rng: np.random.Generator) -> list[Timed]:
+        sim = {
+            "radar": self._radar,
+            "ais": self._reports,
+            "adsb": self._reports,
+            "acoustic": self._acoustic,
+        }[spec.kind]
+        dets = sim(spec, rng)
+        self.counts[spec.id] = sum(len(m.msg) for m in dets)
+        return dets + self._heartbeats(spec)
+
+    def _site_llh(self, spec: SensorSpec) -> tuple[float, float, float]:
+        # A sensor's site is (e, n) on the map and its height above the ellipsoid.
+        e, n, h = spec.site
+        llh = self.frame.to_geodetic(np.asarray([[e, n, 0.0]], dtype=np.float64))[0]
+        return float(llh[0]), float(llh[1]), float(h)
+
+    def _heartbeats(self, spec: SensorSpec) -> list[Timed]:
+        sc = self.scenario
+        site = self._site_llh(spec)
+        out = []
+        for k in range(int(sc.duration_s // HEARTBEAT_S) + 1):
+            t = sc.t0_s + k * HEARTBEAT_S
+            hb = Heartbeat(
+                sensor=spec.id,
+                t_s=t,
+                status="ok",
+                site=site,
+                coverage={"max_range_m": float(spec.max_range_m)},
+            )
+            out.append(Timed(t, t + spec.latency_s, hb))
+        return out
+
+    def _radar(self, spec: SensorSpec, rng: np.random.Generator) -> list[Timed]:
+        """A rotating radar: one batch per scan, each plot stamped with the time the beam
+        crossed it. Plots are (range, azimuth, elevation) in the radar's own ENU frame."""
+        sc = self.scenario
+        site = self._site_llh(spec)
+        M, c = self.frame.sensor_transform(np.asarray(site, dtype=np.float64))
+        T = spec.period_s
+        n_scans = int(sc.duration_s // T)
+        # The antenna's azimuth at scan start is a fixed random phase per radar.
+        phase = float(rng.uniform(0.0, 2.0 * math.pi))
+        out: list[Timed] = []
+        seq = 0
+        for k in range(n_scans):
+            t_scan = k * T
+            rows_t, rows_z = [], []
+            for tg in sc.targets:
+                if not tg.traj.alive(t_scan) or not tg.traj.alive(t_scan + T):
+                    continue
+                # When does the beam cross the target? Solve from its azimuth at scan start,
+                # then re-evaluate it at that time (the target moves little in one scan).
+                p0, _ = tg.traj.at(t_scan)
+                az0 = enu_to_aer((M @ p0[0] + c)[None, :])[0, 1]
+                dt = ((az0 - phase) % (2.0 * math.pi)) / (2.0 * math.pi) * T
+                p, _ = tg.traj.at(t_scan + dt)
+                aer = enu_to_aer((M @ p[0] + c)[None, :])[0]
+                if aer[0] > spec.max_range_m or aer[2] < spec.min_el_rad:
+                    continue
+                # Pd is drawn for every candidate so the draws do not depend on coverage.
+                if rng.uniform() > spec.pd.get(tg.kind, 0.9):
+                    continue
+                rows_t.append(t_scan + dt)
+                rows_z.append(aer)
+            n_clutter = int(rng.poisson(spec.clutter_per_scan))
+            for _ in range(n_clutter):
+                r = spec.max_range_m * math.sqrt(float(rng.uniform(0.05, 1.0)))
+                az = float(rng.uniform(0.0, 2.0 * math.pi))
+                el = float(rng.uniform(-0.002, 0.02))
+                dt = ((az - phase) % (2.0 * math.pi)) / (2.0 * math.pi) * T
+                rows_t.append(t_scan + dt)
+                rows_z.append(np.array([r, az, el]))
+            if not rows_t:
+                continue
+            t = np.asarray(rows_t)
+            z = np.asarray(rows_z, dtype=np.float64)
+            sig = np.array([spec.sigma_range_m, spec.sigma_az_rad, spec.sigma_el_rad])
+            z = z + rng.standard_normal(z.shape) * sig
+            z[:, 0] = np.abs(z[:, 0])
+            z[:, 1] %= 2.0 * math.pi
+            order = np.argsort(t, kind="stable")
+            t, z = t[order] + sc.t0_s, z[order]
+            R = np.broadcast_to(np.diag(sig**2), (len(t), 3, 3)).copy()
+            seq += 1
+            det = Detections(sensor=spec.id, seq=seq, kind=KIND_POLAR, t=t, z=z, R=R, site=site)
+            t_end = sc.t0_s + t_scan + T
+            out.append(Timed(t_end, t_end + spec.latency_s, det))
+        return out
+
+    def _reports(self, spec: SensorSpec, rng: np.random.Generator) -> list[Timed]:
+        """AIS or ADS-B: cooperative objects of the receiver's classes report their own
+        (noisy GNSS) position and velocity every `interval_s`, while their transponder is on."""
+        sc = self.scenario
+        rows: list[tuple[float, int, np.ndarray, np.ndarray, bytes, int]] = []
+        for tg in sc.targets:
+            if not tg.ident or tg.kind not in spec.classes:
+                continue
+            interval = float(spec.options.get(f"interval_{tg.kind}_s", spec.interval_s))
+            first = float(rng.uniform(0.0, interval))
+            times = np.arange(first, sc.duration_s, interval)
+            times = times[tg.traj.alive(times) & tg.reporting(times)]
+            if len(times) == 0:
+                continue
+            p, v = tg.traj.at(times)
+            rng_m = np.hypot(p[:, 0] - spec.site[0], p[:, 1] - spec.site[1])
+            keep = rng_m <= spec.max_range_m
+            ident = tg.ident.encode()
+            for t, pi, vi in zip(times[keep], p[keep], v[keep], strict=True):
+                rows.append((float(t), tg.id, pi, vi, ident, tg.wire_cls))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        out: list[Timed] = []
+        seq = 0
+        i = 0
+        n_batches = int(math.ceil(sc.duration_s / REPORT_BATCH_S))
+        sig_pos = np.array([spec.sigma_pos_m, spec.sigma_pos_m, spec.sigma_alt_m])
+        R1 = np.diag(sig_pos**2)
+        vR1 = np.eye(3) * spec.sigma_vel_mps**2
+        for k in range(n_batches):
+            t_end = (k + 1) * REPORT_BATCH_S
+            j = i
+            while j < len(rows) and rows[j][0] < t_end:
+                j += 1
+            if j == i:
+                continue
+            chunk = rows[i:j]
+            i = j
+            n = len(chunk)
+            t = np.array([r[0] for r in chunk]) + sc.t0_s
+            pos = np.array([r[2] for r in chunk]) + rng.standard_normal((n, 3)) * sig_pos
+            vel = np.array([r[3] for r in chunk]) + rng.standard_normal((n, 3)) * spec.sigma_vel_mps
+            llh = self.frame.to_geodetic(pos)
+            if spec.kind == "ais":
+                llh[:, 2] = 0.0  # AIS carries no altitude; the report says sea level
+                vel[:, 2] = 0.0
+            seq += 1
+            det = Detections(
+                sensor=spec.id,
+                seq=seq,
+                kind=KIND_POS,
+                t=t,
+                z=llh,
+                R=np.broadcast_to(R1, (n, 3, 3)).copy(),
+                vel=vel,
+                vel_R=np.broadcast_to(vR1, (n, 3, 3)).copy(),
+                ident=np.array([r[4] for r in chunk], dtype=IDENT_DTYPE),
+                cls=np.array([r[5] for r in chunk], dtype=np.uint8),
+            )
+            out.append(Timed(sc.t0_s + t_end, sc.t0_s + t_end + spec.latency_s, det))
+        return out
+
+    def _acoustic(self, spec: SensorSpec, rng: np.random.Generator) -> list[Timed]:
+        """An acoustic array: every located event within range, one batch per event, delivered
+        after the sound's travel time to the array plus processing latency."""
+        sc = self.scenario
+        out: list[Timed] = []
+        seq = 0
+        for ev in sorted(sc.events, key=lambda e: e.t_s):
+            d = math.dist(ev.pos[:2], spec.site[:2])
+            if d > spec.max_range_m:
+                continue
+            pos = np.asarray(ev.pos, dtype=np.float64) + rng.standard_normal(3) * np.array(
+                [ev.sigma_m, ev.sigma_m, 0.0]
+            )
+            llh = self.frame.to_geodetic(np.array([[pos[0], pos[1], 0.0]]))
+            llh[0, 2] = pos[2]  # events are placed by height above the ellipsoid
+            t = sc.t0_s + ev.t_s
+            R = np.diag([ev.sigma_m**2, ev.sigma_m**2, 100.0**2])[None, :, :]
+            seq += 1
+            det = Detections(
+                sensor=spec.id,
+                seq=seq,
+                kind=KIND_EVENT,
+                t=np.array([t]),
+                z=llh,
+                R=R,
+                meta={"event": ev.event},
+            )
+            # The array locates the event once the sound has reached it (343 m/s).
+            ready = t + d / 343.0
+            out.append(Timed(ready, ready + spec.latency_s, det))
+        return out
+
+
+def _sid(msg: Detections | Heartbeat) -> tuple[str, int]:
+    # Heartbeats sort after detections of the same sensor at the same time.
+    return (msg.sensor, 0 if isinstance(msg, Detections) else 1)
+
+
+def _seq(msg: Detections | Heartbeat) -> int:
+    return msg.seq if isinstance(msg, Detections) else 0
+
+
+def write_feed(scenario: Scenario, path: str | Path, *, order: str = "arrival") -> int:
+    """Records the scenario's sensor messages as a feed file (frames encoded with
+    `fusion.protocol.encode`, receipt time = arrival time); returns the number of frames."""
+    from fusion.feed import FeedWriter
+    from fusion.protocol import encode
+
+    n = 0
+    with FeedWriter(path) as w:
+        for m in SimSensors(scenario).timed(order):
+            w.write(encode(m.msg), m.arrival_t_s)
+            n += 1
+    return n
+
+
+def realtime(
+    scenario: Scenario,
+    *,
+    speed: float = 1.0,
+    start_wall_s: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    retime: bool = False,
+    sensors: set[str] | None = None,
+) -> Iterator[Detections | Heartbeat]:
+    """Yields the scenario's messages at wall-clock pace: a message is released when
+    `speed` x the elapsed wall time passes its arrival time (scenario start = `start_wall_s`
+    on `clock`, default now). With `retime`, times are shifted so that the scenario starts at
+    the current epoch time (a live demo), keeping the relative timing. `sensors` restricts
+    the output to some sensor ids (one adapter per sensor)."""
+    if speed <= 0:
+        raise ValueError("speed must be positive")
+    sim = SimSensors(scenario)
+    start = clock() if start_wall_s is None else start_wall_s
+    shift = (time.time() - scenario.t0_s) if retime else 0.0
+    heap: list = []
+    for i, m in enumerate(sim.timed("arrival")):
+        if sensors is not None and m.msg.sensor not in sensors:
+            continue
+        heapq.heappush(heap, (m.arrival_t_s, i, m))
+    while heap:
+        arrival, _, m = heapq.heappop(heap)
+        due = start + (arrival - scenario.t0_s) / speed
+        wait = due - clock()
+        if wait > 0:
+            sleep(wait)
+        yield _shifted(m.msg, shift) if shift else m.msg
+
+
+def _shifted(msg: Detections | Heartbeat, shift_s: float) -> Detections | Heartbeat:
+    if isinstance(msg, Heartbeat):
+        return Heartbeat(msg.sensor, msg.t_s + shift_s, msg.status, msg.site, msg.coverage)
+    return Detections(
+        sensor=msg.sensor,
+        seq=msg.seq,
+        kind=msg.kind,
+        t=msg.t + shift_s,
+        z=msg.z,
+        R=msg.R,
+        site=msg.site,
+        vel=msg.vel,
+        vel_R=msg.vel_R,
+        ident=msg.ident,
+        cls=msg.cls,
+        meta=msg.meta,
+    )

@@ -363,6 +363,19 @@ def _to_local(frame: Any, llh: np.ndarray, vel: np.ndarray, P: np.ndarray):
     return np.einsum("nij,nj->ni", Rt, vel), T @ P @ np.transpose(T, (0, 2, 1))
 
 
+def update_geodetic(
+    upd: TrackUpdate, frame: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(llh (n,3), vel (n,3), P (n,6,6)) of a TrackUpdate, velocity and covariance in the ENU
+    frame at each track when the theatre `frame` is given (see rows_from_update)."""
+    llh = np.asarray(upd.pos, dtype=np.float64).reshape(-1, 3)
+    P = np.asarray(upd.P, dtype=np.float64).reshape(-1, 6, 6)
+    vel = np.asarray(upd.vel, dtype=np.float64).reshape(-1, 3)
+    if frame is not None and llh.shape[0]:
+        vel, P = _to_local(frame, llh, vel, P)
+    return llh, vel, P
+
+
 def rows_from_update(upd: TrackUpdate, frame: Any = None) -> list[TrackRow]:
     """TrackUpdate positions are geodetic already; its P (and vel) are in the theatre ENU frame
     (docs/protocol.md), rotated to the track's local frame when the theatre `frame`
@@ -371,10 +384,7 @@ def rows_from_update(upd: TrackUpdate, frame: Any = None) -> list[TrackRow]:
     n = len(upd)
     if n == 0:
         return []
-    P = np.asarray(upd.P, dtype=np.float64)
-    vel = np.asarray(upd.vel, dtype=np.float64)
-    if frame is not None:
-        vel, P = _to_local(frame, np.asarray(upd.pos, dtype=np.float64), vel, P)
+    _, vel, P = update_geodetic(upd, frame)
     ce = circular_error_m(P[:, :2, :2])
     le = linear_error_m(P[:, 2, 2])
     return [

@@ -35,7 +35,7 @@ class ClassParams:
     init_vel_sigma_mps: velocity standard deviation per axis of a new track when the sensor
         reports no velocity (the velocity starts at zero).
     grid_cell_m: edge of the square cells of the gating grid; about the typical gate radius.
-    imm: run the two-mode IMM (constant velocity + coordinated turn) for this class.
+    imm: run the IMM (constant velocity + coordinated turns) for this class.
     """
 
     q_h_m2s3: float
@@ -116,11 +116,11 @@ class TrackerConfig:
     classes: ClassParams per class name (unknown, air, surface, ground).
     default_sensor_range_m: coverage radius around the site of a polar or bearing sensor that
         has not been given its own (`Tracker.set_coverage`); misses count only inside coverage.
-    imm_turn_rate_sigma_rps: turn rate magnitude of the coordinated-turn mode of the IMM (the
-        mode turns at +/- this rate about the vertical; see fusion.models).
-    imm_p_stay: probability that the IMM stays in its mode from one update to the next (the
-        Markov matrix is [[p, 1-p], [1-p, p]]).
-    imm_mu0: initial mode probabilities (CV, CT) of a new IMM track.
+    imm_turn_rate_rps: turn rate of the two coordinated-turn models of the IMM (CV, CT(+w),
+        CT(-w); `fusion.models.ImmModelSet.cv_ct`); 5 deg/s is a 2.3 g turn at 250 m/s.
+    imm_p_stay: probability that the IMM keeps its model from one update to the next (the rest
+        is shared equally among the other models).
+    imm_mu0: initial model probabilities (CV, CT+, CT-) of a new IMM track.
     ident_exclusive: a detection carrying a cooperative identity never joins a track holding a
         different identity (always true in the design; kept as a switch for tests).
     initial_capacity: slots preallocated in the TrackTable (it doubles when full).
@@ -128,9 +128,9 @@ class TrackerConfig:
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
     default_sensor_range_m: float = 150_000.0
-    imm_turn_rate_sigma_rps: float = 0.1
+    imm_turn_rate_rps: float = 0.08726646259971647  # 5 deg/s
     imm_p_stay: float = 0.95
-    imm_mu0: tuple[float, float] = (0.9, 0.1)
+    imm_mu0: tuple[float, float, float] = (0.8, 0.1, 0.1)
     ident_exclusive: bool = True
     initial_capacity: int = 1024
 

@@ -22,16 +22,17 @@ Per slot (state at time `t_s`, the time of the track's last update; theatre ENU 
     sensors   u8         bit mask over the tracker's sensor registry (bit = index % 64)
     kinds     u1         bit mask of measurement kinds: 1 pos cooperative (with identity),
                          2 polar (radar), 4 bearing, 8 pos non-cooperative
-    mu        (2,) f8    IMM mode probabilities (CV, CT); (1, 0) for non-IMM tracks
     imm_slot  i4         row in the IMM side table, -1 when the track runs no IMM
 
-IMM side table (only for tracks of a class with `imm=True`): `imm_x (K,2,6)`, `imm_P (K,2,6,6)`,
-the mode-conditioned states; x and P above then hold the combined (moment-matched) estimate.
+IMM side table (only for tracks of a class with `imm=True`, r models): `imm_mu (K, r)` mode
+probabilities, `imm_x (K, r, 6)` and `imm_P (K, r, 6, 6)` the mode-conditioned states; x and P
+above then hold the combined (moment-matched) estimate.
 
-Memory: the per-slot arrays take MAIN_BYTES_PER_SLOT = 8+48+288+8+8+1+1+2+1+1+4+24+8+1+16+4
-= 423 bytes; an IMM track also uses IMM_BYTES_PER_SLOT = 96+576 = 672 bytes in the side table.
-A non-IMM track therefore costs 423 B (846 B at worst just after a doubling); an IMM track
-1,095 B. `nbytes()` reports the exact allocation.
+Memory: the per-slot arrays take MAIN_BYTES_PER_SLOT = 8+48+288+8+8+1+1+2+1+1+4+24+8+1+4
+= 407 bytes; an IMM track also uses r * (8 + 48 + 288) bytes in the side table (1,032 B for
+the default three models, 688 B for two). A non-IMM track therefore costs 407 B (814 B at
+worst just after a doubling); an IMM track 1,439 B with three models. `nbytes()` reports the
+exact allocation.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ KIND_BIT_POLAR = 2
 KIND_BIT_BEARING = 4
 KIND_BIT_POS_NONCOOP = 8
 
-MAIN_BYTES_PER_SLOT = 8 + 48 + 288 + 8 + 8 + 1 + 1 + 2 + 1 + 1 + 4 + 24 + 8 + 1 + 16 + 4
-IMM_BYTES_PER_SLOT = 96 + 576
+MAIN_BYTES_PER_SLOT = 8 + 48 + 288 + 8 + 8 + 1 + 1 + 2 + 1 + 1 + 4 + 24 + 8 + 1 + 4
+IMM_BYTES_PER_MODE = 8 + 48 + 288
 
 # (name, trailing shape, dtype) of every per-slot array, in snapshot order.
 _FIELDS: tuple[tuple[str, tuple[int, ...], object], ...] = (
@@ -66,7 +67,6 @@ _FIELDS: tuple[tuple[str, tuple[int, ...], object], ...] = (
     ("ident", (), IDENT_DTYPE),
     ("sensors", (), np.uint64),
     ("kinds", (), np.uint8),
-    ("mu", (2,), np.float64),
     ("imm_slot", (), np.int32),
 )
 FIELD_NAMES = tuple(f[0] for f in _FIELDS)
@@ -79,14 +79,16 @@ class TrackTable:
     Ids come from a counter that survives snapshots (`next_id`), so ids are never reused.
     """
 
-    def __init__(self, capacity: int = 1024) -> None:
+    def __init__(self, capacity: int = 1024, imm_modes: int = 3) -> None:
         capacity = max(int(capacity), 1)
         for name, shape, dtype in _FIELDS:
             setattr(self, name, np.zeros((capacity, *shape), dtype=dtype))
         self.imm_slot[:] = -1
-        self.mu[:, 0] = 1.0
-        self.imm_x = np.zeros((0, 2, 6))
-        self.imm_P = np.zeros((0, 2, 6, 6))
+        self.imm_modes = int(imm_modes)
+        r = self.imm_modes
+        self.imm_mu = np.zeros((0, r))
+        self.imm_x = np.zeros((0, r, 6))
+        self.imm_P = np.zeros((0, r, 6, 6))
         self.imm_used = np.zeros(0, dtype=np.bool_)
         self.next_id = 1
         self.n_active = 0
@@ -103,7 +105,8 @@ class TrackTable:
     def nbytes(self) -> int:
         """Bytes held by all the table's arrays."""
         total = sum(getattr(self, name).nbytes for name in FIELD_NAMES)
-        return int(total + self.imm_x.nbytes + self.imm_P.nbytes + self.imm_used.nbytes)
+        imm = self.imm_mu.nbytes + self.imm_x.nbytes + self.imm_P.nbytes + self.imm_used.nbytes
+        return int(total + imm)
 
     # -- allocation -------------------------------------------------------------------------
     def _grow(self, needed: int) -> None:
@@ -119,7 +122,6 @@ class TrackTable:
             new[:cap] = old
             setattr(self, name, new)
         self.imm_slot[cap:] = -1
-        self.mu[cap:, 0] = 1.0
 
     def alloc(self, k: int) -> np.ndarray:
         """k free slots (lowest first), marked tentative with fresh ids; grows as needed."""
@@ -147,11 +149,14 @@ class TrackTable:
             new_cap = max(cap, 16)
             while new_cap - int(self.imm_used.sum()) < k:
                 new_cap *= 2
-            imm_x = np.zeros((new_cap, 2, 6))
-            imm_P = np.zeros((new_cap, 2, 6, 6))
+            r = self.imm_modes
+            imm_mu = np.zeros((new_cap, r))
+            imm_x = np.zeros((new_cap, r, 6))
+            imm_P = np.zeros((new_cap, r, 6, 6))
             used = np.zeros(new_cap, dtype=np.bool_)
-            imm_x[:cap], imm_P[:cap], used[:cap] = self.imm_x, self.imm_P, self.imm_used
-            self.imm_x, self.imm_P, self.imm_used = imm_x, imm_P, used
+            imm_mu[:cap], imm_x[:cap], imm_P[:cap] = self.imm_mu, self.imm_x, self.imm_P
+            used[:cap] = self.imm_used
+            self.imm_mu, self.imm_x, self.imm_P, self.imm_used = imm_mu, imm_x, imm_P, used
             free = np.flatnonzero(~self.imm_used)
         rows = free[:k].astype(np.int32)
         self.imm_used[rows] = True
@@ -167,7 +172,6 @@ class TrackTable:
         for name in FIELD_NAMES:
             getattr(self, name)[slots] = 0
         self.imm_slot[slots] = -1
-        self.mu[slots, 0] = 1.0
         self.n_active -= int(slots.shape[0])
 
     # -- snapshots --------------------------------------------------------------------------
@@ -179,11 +183,12 @@ class TrackTable:
         }
         rows = self.imm_slot[slots]
         has = rows >= 0
-        imm_x = np.zeros((slots.shape[0], 2, 6))
-        imm_P = np.zeros((slots.shape[0], 2, 6, 6))
+        n, r = slots.shape[0], self.imm_modes
+        imm_mu, imm_x, imm_P = np.zeros((n, r)), np.zeros((n, r, 6)), np.zeros((n, r, 6, 6))
+        imm_mu[has] = self.imm_mu[rows[has]]
         imm_x[has] = self.imm_x[rows[has]]
         imm_P[has] = self.imm_P[rows[has]]
-        out["imm_x"], out["imm_P"] = imm_x, imm_P
+        out["imm_mu"], out["imm_x"], out["imm_P"] = imm_mu, imm_x, imm_P
         out["next_id"] = int(self.next_id)
         return out
 
@@ -191,7 +196,8 @@ class TrackTable:
     def from_arrays(d: dict, capacity: int = 1024) -> TrackTable:
         """Rebuild a table from `to_arrays` output; slots are packed from 0 in the saved order."""
         n = int(np.asarray(d["id"]).shape[0])
-        table = TrackTable(max(capacity, n))
+        r = int(np.asarray(d["imm_mu"]).shape[1]) if n else 3
+        table = TrackTable(max(capacity, n), imm_modes=r)
         for name, shape, dtype in _FIELDS:
             arr = np.asarray(d[name], dtype=dtype)
             if arr.shape != (n, *shape):
@@ -206,6 +212,7 @@ class TrackTable:
         had = np.flatnonzero(np.asarray(d["imm_slot"]) >= 0)
         table.alloc_imm(had)
         rows = table.imm_slot[had]
+        table.imm_mu[rows] = np.asarray(d["imm_mu"], dtype=np.float64)[had]
         table.imm_x[rows] = np.asarray(d["imm_x"], dtype=np.float64)[had]
         table.imm_P[rows] = np.asarray(d["imm_P"], dtype=np.float64)[had]
         if n and table.next_id <= int(table.id[:n].max()):

@@ -178,7 +178,8 @@ def _gate_track(
 ):
     if _ident_forbidden(tw, ti, dw, j):
         return n
-    predict_pos_into(x, P, ti, det_t[j] - t_s[ti], q_h[i], q_v[i], p, Pp)
+    # A detection older than the track's state is taken at the state's time (see tracker).
+    predict_pos_into(x, P, ti, max(det_t[j] - t_s[ti], 0.0), q_h[i], q_v[i], p, Pp)
     d2 = mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
     if d2 >= 0.0 and d2 <= gate2[i]:
         if n < cap:
@@ -290,18 +291,19 @@ def gate_pairs(
         tr_max = max(tr_max, det_tr[j])
     order = np.argsort(keys, kind="mergesort")
     skeys = keys[order]
-    t_mid = 0.5 * (t_lo + t_hi)
-    half_span = 0.5 * (t_hi - t_lo)
     for i in range(nt):
         ti = rows[i]
-        # Largest trace of the predicted position covariance over the batch's span.
+        # Largest trace of the predicted position covariance over the batch's span (clamped
+        # like the pairs' own dt), and the centre and half-width of the track's path over it.
+        dt_a = max(t_lo - t_s[ti], 0.0)
+        dt_b = max(t_hi - t_s[ti], 0.0)
         tr_pp = 0.0
-        for dt in (t_lo - t_s[ti], t_hi - t_s[ti]):
+        for dt in (dt_a, dt_b):
             predict_pos_into(x, P, ti, dt, q_h[i], q_v[i], p, Pp)
             tr_pp = max(tr_pp, Pp[0, 0] + Pp[1, 1] + Pp[2, 2])
         vh = math.hypot(x[ti, 3], x[ti, 4])
-        radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * half_span
-        dt_mid = t_mid - t_s[ti]
+        radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
+        dt_mid = 0.5 * (dt_a + dt_b)
         e0 = x[ti, 0] + dt_mid * x[ti, 3]
         n0 = x[ti, 1] + dt_mid * x[ti, 4]
         ix_lo = int(math.floor((e0 - radius) / cell_m))

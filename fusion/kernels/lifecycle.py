@@ -1,0 +1,191 @@
+"""Track lifecycle kernels: M-of-N scoring, confirmation, coasting, deletion, initiation.
+
+This module owns the status rules of a track and nothing of filtering or association: it reads
+and writes the TrackTable's bookkeeping arrays (status, hist, nscan, misses, hits) and, for a
+new track, its first state. Status codes are those of `fusion.tracks` (0 free, 1 tentative,
+2 confirmed, 3 coasting).
+
+Rules, per scan of a sensor (one batch):
+- a track that took a detection scores a hit (history bit 1, misses reset, coasting becomes
+  confirmed again); a track inside the sensor's coverage that took none scores a miss when the
+  sensor is one whose silence means something (not cooperative reporters), and a confirmed
+  track that misses is coasting;
+- a tentative track is confirmed when M of the last N scored scans are hits, and deleted as
+  soon as M can no longer be reached within its first N scans;
+- any track is deleted after `max_misses` consecutive misses, `max_coast_s` without an update,
+  or when its predicted position standard deviation passes `max_pos_sigma_m`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fusion.jit import njit
+from fusion.kernels.gating import predict_pos_into
+
+FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
+
+
+@njit
+def popcount16(v):
+    n = 0
+    while v:
+        n += v & 1
+        v >>= 1
+    return n
+
+
+@njit
+def score_scan(rows, hit, count_miss, status, hist, nscan, misses, hits, cls, confirm_m, confirm_n):
+    """Score one scan for the tracks at `rows` (hit (k,) bool); returns the number confirmed.
+
+    count_miss: whether a track without a detection scores a miss (else it is left alone).
+    confirm_m, confirm_n: per-class arrays indexed by the class code.
+    """
+    n_confirmed = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        if hit[k]:
+            hist[r] = np.uint16(((int(hist[r]) << 1) | 1) & 0xFFFF)
+            misses[r] = 0
+            hits[r] += 1
+            if status[r] == COASTING:
+                status[r] = CONFIRMED
+        elif count_miss:
+            hist[r] = np.uint16((int(hist[r]) << 1) & 0xFFFF)
+            misses[r] = min(int(misses[r]) + 1, 255)
+            if status[r] == CONFIRMED:
+                status[r] = COASTING
+        else:
+            continue
+        nscan[r] = min(int(nscan[r]) + 1, 255)
+        if status[r] == TENTATIVE:
+            c = cls[r]
+            n_win = confirm_n[c]
+            got = popcount16(int(hist[r]) & ((1 << n_win) - 1))
+            if got >= confirm_m[c]:
+                status[r] = CONFIRMED
+                n_confirmed += 1
+    return n_confirmed
+
+
+@njit
+def deletion_mask(
+    rows,
+    t_now_s,
+    x,
+    P,
+    t_s,
+    status,
+    hist,
+    nscan,
+    misses,
+    cls,
+    confirm_m,
+    confirm_n,
+    max_misses,
+    max_coast_s,
+    max_pos_sigma_m,
+    q_h,
+    q_v,
+    out,
+):
+    """out[k] = True when the track at rows[k] must be deleted at time t_now_s."""
+    p = np.empty(3)
+    Pp = np.empty((3, 3))
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        c = cls[r]
+        dt = max(t_now_s - t_s[r], 0.0)
+        dead = False
+        if status[r] == TENTATIVE:
+            n_win = confirm_n[c]
+            got = popcount16(int(hist[r]) & ((1 << n_win) - 1))
+            left = n_win - int(nscan[r])
+            if left < 0:
+                left = 0
+            if got + left < confirm_m[c]:
+                dead = True
+        if misses[r] >= max_misses[c] or dt > max_coast_s[c]:
+            dead = True
+        if not dead:
+            predict_pos_into(x, P, r, dt, q_h[c], q_v[c], p, Pp)
+            if math.sqrt(max(Pp[0, 0] + Pp[1, 1] + Pp[2, 2], 0.0)) > max_pos_sigma_m[c]:
+                dead = True
+        out[k] = dead
+
+
+@njit
+def initiate(
+    slots,
+    det,
+    pos,
+    R_pos,
+    vel,
+    R_vel,
+    has_vel,
+    t,
+    cls_det,
+    init_vel_sigma,
+    x,
+    P,
+    t_s,
+    t0_s,
+    status,
+    hist,
+    nscan,
+    misses,
+    hits,
+    cls,
+):
+    """First state of new tracks: slots[k] from detection det[k].
+
+    pos (n, 3), R_pos (n, 3, 3): theatre ENU position and covariance of every detection; vel,
+    R_vel: reported velocity and its covariance (read only where has_vel); otherwise the
+    velocity starts at zero with `init_vel_sigma[class]` per horizontal axis and a fifth of it
+    vertically (targets climb far slower than they move).
+    """
+    for k in range(slots.shape[0]):
+        r = slots[k]
+        j = det[k]
+        c = cls_det[j]
+        for a in range(6):
+            x[r, a] = 0.0
+            for b in range(6):
+                P[r, a, b] = 0.0
+        for a in range(3):
+            x[r, a] = pos[j, a]
+            for b in range(3):
+                P[r, a, b] = 0.5 * (R_pos[j, a, b] + R_pos[j, b, a])
+        if has_vel:
+            for a in range(3):
+                x[r, 3 + a] = vel[j, a]
+                for b in range(3):
+                    P[r, 3 + a, 3 + b] = 0.5 * (R_vel[j, a, b] + R_vel[j, b, a])
+        else:
+            s = init_vel_sigma[c]
+            P[r, 3, 3] = s * s
+            P[r, 4, 4] = s * s
+            P[r, 5, 5] = (0.2 * s) * (0.2 * s)
+        t_s[r] = t[j]
+        t0_s[r] = t[j]
+        status[r] = TENTATIVE
+        hist[r] = 1
+        nscan[r] = 1
+        misses[r] = 0
+        hits[r] = 1
+        cls[r] = c
+
+
+@njit
+def confirm_new(slots, status, cls, confirm_m):
+    """Confirm at birth the new tracks whose class needs a single hit (M = 1)."""
+    n = 0
+    for k in range(slots.shape[0]):
+        r = slots[k]
+        if confirm_m[cls[r]] <= 1:
+            status[r] = CONFIRMED
+            n += 1
+    return n

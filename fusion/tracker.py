@@ -1,0 +1,535 @@
+"""Tracker: one sensor batch at a time through predict, gate, assign, update, initiate, delete.
+
+This module owns the order of the tracking steps and the conversion of a batch into the
+theatre frame; the arithmetic lives in the kernels (`fusion.kernels.*`), the memory in
+`fusion.tracks.TrackTable`, the settings in `fusion.tracker_config`. It produces
+`fusion.picture.TrackPicture` for everything downstream.
+
+One `step(batch)`:
+
+1. Convert: `pos` detections go from WGS84 to theatre ENU (`LocalFrame.to_enu`) with their
+   local-ENU covariance rotated into the theatre frame (and a reported velocity likewise);
+   `polar` detections keep (range, az, el) for the EKF update and get a converted position
+   (and covariance) for the gating grid and for starting tracks; `bearing` detections are
+   used only to update existing tracks (one bearing does not locate a target); `event`
+   batches are not tracked and come back untouched in `StepResult.events`.
+2. Coverage: the tracks that can be in the sensor's coverage (within its range of the site,
+   at the batch's time; everywhere for a `pos` sensor with no declared coverage).
+3. Identity first: a detection whose cooperative identity is held by a track goes to it. Of
+   several detections of one identity in a batch only the latest is used (`superseded`).
+4. Gate the other detections against the other tracks in coverage (grid, then chi-square),
+   never pairing two different identities; assign by GNN per cluster (Jonker-Volgenant).
+5. Update: each assigned track is predicted from the time of its state to the time of its
+   own detection and updated there (Joseph form; EKF for polar and bearing; IMM for the
+   classes that run it). A batch spans several measurement times (a radar sweep): every
+   pair is gated and updated at the detection's own time, so the batch needs no common
+   time. A detection older than its track's state is taken at the state's time (dt = 0):
+   the service's reorder buffer makes this rare, and a negative predict would be wrong.
+6. Score the scan: hits for updated tracks; misses for unupdated tracks in coverage, only
+   for sensors whose silence means something (a batch carrying identities is from
+   cooperative reporters, whose silence says nothing); confirm by M-of-N.
+7. Start tentative tracks from unassigned `pos` and `polar` detections (reported velocity
+   when the batch has one, else zero with the class's velocity sigma).
+8. Delete: misses, coast time, position sigma, tentative tracks that cannot reach M-of-N.
+
+Determinism: every step is a pure function of the table and the batch; kernels iterate in
+index order and sorts are stable, so the same batches in the same order give bit-identical
+tables.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fusion.geo import LocalFrame, aer_jacobian, aer_to_enu
+from fusion.kernels import lifecycle
+from fusion.kernels.assignment import gnn_clusters
+from fusion.kernels.extended import (
+    MEAS_BEARING,
+    MEAS_POLAR,
+    MEAS_POS,
+    MEAS_POS_VEL,
+    update_measurements,
+)
+from fusion.kernels.gating import gate, ident_words
+from fusion.kernels.kalman import predict_per_row
+from fusion.messages import (
+    CLS_UNKNOWN,
+    KIND_BEARING,
+    KIND_EVENT,
+    KIND_POLAR,
+    KIND_POS,
+    Detections,
+)
+from fusion.picture import TrackPicture
+from fusion.tracker_config import TrackerConfig
+from fusion.tracks import (
+    COASTING,
+    CONFIRMED,
+    FREE,
+    KIND_BIT_BEARING,
+    KIND_BIT_POLAR,
+    KIND_BIT_POS_COOP,
+    KIND_BIT_POS_NONCOOP,
+    TrackTable,
+)
+
+SNAPSHOT_VERSION = 1
+# Reported velocity without a covariance: taken with this standard deviation per axis.
+DEFAULT_VEL_SIGMA_MPS = 5.0
+
+
+@dataclass
+class StepResult:
+    """What one `Tracker.step` did."""
+
+    t_s: float
+    assigned: int = 0  # detections that updated a track
+    initiated: int = 0  # tentative tracks started
+    confirmed: int = 0  # tracks confirmed in this step
+    deleted: int = 0  # tracks deleted in this step
+    superseded: int = 0  # detections dropped for a later one of the same identity
+    pairs: int = 0  # gated (track, detection) pairs
+    clusters: int = 0  # assignment clusters solved
+    deleted_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    events: Detections | None = None  # an `event` batch, untouched, for the rules
+
+
+@dataclass(frozen=True)
+class _Coverage:
+    site_enu: np.ndarray | None  # (3,) theatre ENU of the site, None = everywhere
+    max_range_m: float
+
+
+class Tracker:
+    """The multi-target, multi-sensor tracker of one theatre.
+
+    `origin` is the theatre's (lat0_deg, lon0_deg, alt0_m): the origin of the ENU frame in
+    which tracks live. Call `step` with each sensor batch in measurement-time order.
+    """
+
+    def __init__(
+        self,
+        config: TrackerConfig | None = None,
+        origin: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> None:
+        self.config = config or TrackerConfig()
+        self.origin = (float(origin[0]), float(origin[1]), float(origin[2]))
+        self.frame = LocalFrame(*self.origin)
+        self.table = TrackTable(self.config.initial_capacity, imm_modes=3)
+        self._p = self.config.class_arrays()
+        self.t_now_s = -math.inf
+        self.sensor_index: dict[str, int] = {}
+        self._coverage: dict[str, tuple[tuple[float, float, float] | None, float]] = {}
+        self._transforms: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
+
+    # -- sensors ----------------------------------------------------------------------------
+    def set_coverage(
+        self,
+        sensor: str,
+        max_range_m: float,
+        site: tuple[float, float, float] | None = None,
+    ) -> None:
+        """Declare a sensor's coverage: `max_range_m` around `site` (or the batch's site)."""
+        if not max_range_m > 0:
+            raise ValueError(f"max_range_m must be > 0, got {max_range_m}")
+        self._coverage[sensor] = (None if site is None else tuple(site), float(max_range_m))
+
+    def apply_heartbeat(self, hb) -> None:
+        """Take a heartbeat's coverage ({"max_range_m": r} around its site) if it has one."""
+        r = (hb.coverage or {}).get("max_range_m")
+        if r is not None and float(r) > 0:
+            self.set_coverage(hb.sensor, float(r), hb.site)
+
+    def _sensor_bit(self, sensor: str) -> np.uint64:
+        idx = self.sensor_index.setdefault(sensor, len(self.sensor_index))
+        return np.uint64(1) << np.uint64(idx % 64)
+
+    def _transform(self, site: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
+        key = (float(site[0]), float(site[1]), float(site[2]))
+        if key not in self._transforms:
+            self._transforms[key] = self.frame.sensor_transform(np.asarray(key))
+        return self._transforms[key]
+
+    def _coverage_of(self, batch: Detections) -> _Coverage:
+        site, rng = self._coverage.get(batch.sensor, (None, 0.0))
+        site = site if site is not None else batch.site
+        if rng <= 0:
+            if batch.kind == KIND_POS and batch.site is None:
+                return _Coverage(None, math.inf)
+            rng = self.config.default_sensor_range_m
+        if site is None:
+            return _Coverage(None, math.inf)
+        site_enu = self.frame.to_enu(np.asarray(site, dtype=np.float64).reshape(1, 3))[0]
+        return _Coverage(site_enu, rng)
+
+    # -- the step ---------------------------------------------------------------------------
+    def step(self, batch: Detections) -> StepResult:
+        """Process one sensor batch; see the module docstring for the order of things."""
+        if batch.kind == KIND_EVENT:
+            return StepResult(t_s=self.t_now_s, events=batch)
+        if batch.kind not in (KIND_POS, KIND_POLAR, KIND_BEARING):
+            raise ValueError(f"unknown detection kind {batch.kind!r}")
+        n = len(batch)
+        t = np.ascontiguousarray(batch.t, dtype=np.float64)
+        z = np.ascontiguousarray(batch.z, dtype=np.float64)
+        R = np.ascontiguousarray(batch.R, dtype=np.float64)
+        m = z.shape[1] if z.ndim == 2 else -1
+        if z.shape[0] != n or R.shape != (n, m, m) or t.shape != (n,):
+            raise ValueError(f"batch shapes disagree: t {t.shape}, z {z.shape}, R {R.shape}")
+        if batch.kind in (KIND_POLAR, KIND_BEARING) and batch.site is None:
+            raise ValueError(f"a {batch.kind} batch needs the sensor's site")
+        if n == 0:
+            return StepResult(t_s=self.t_now_s)
+        t_batch = float(t.max())
+        self.t_now_s = max(self.t_now_s, t_batch)
+        p = self._p
+        tab = self.table
+        res = StepResult(t_s=self.t_now_s)
+
+        # 1. Convert into the theatre frame.
+        M, c = (np.eye(3), np.zeros(3)) if batch.site is None else self._transform(batch.site)
+        vel = vel_R = None
+        if batch.kind == KIND_POS:
+            meas = MEAS_POS
+            pos = self.frame.to_enu(z)
+            Rt = self.frame.rotation_at(z)  # (n, 3, 3) local ENU -> theatre
+            R_pos = Rt @ R @ Rt.transpose(0, 2, 1)
+            z_meas, R_meas = pos, R_pos
+            if batch.vel is not None:
+                meas = MEAS_POS_VEL
+                vel = np.einsum("nij,nj->ni", Rt, np.asarray(batch.vel, dtype=np.float64))
+                if batch.vel_R is not None:
+                    vel_R = Rt @ np.asarray(batch.vel_R, dtype=np.float64) @ Rt.transpose(0, 2, 1)
+                else:
+                    vel_R = np.tile(np.eye(3) * DEFAULT_VEL_SIGMA_MPS**2, (n, 1, 1))
+                z_meas = np.concatenate([pos, vel], axis=1)
+                R_meas = np.zeros((n, 6, 6))
+                R_meas[:, :3, :3] = R_pos
+                R_meas[:, 3:, 3:] = vel_R
+        elif batch.kind == KIND_POLAR:
+            meas = MEAS_POLAR
+            q = aer_to_enu(z)  # sensor-frame ENU
+            pos = (q - c) @ M  # theatre: M.T @ (q - c)
+            G = M.T @ np.linalg.inv(aer_jacobian(q))  # d theatre / d (range, az, el)
+            R_pos = G @ R @ G.transpose(0, 2, 1)
+            z_meas, R_meas = z, R
+        else:
+            meas = MEAS_BEARING
+            pos = np.zeros((n, 3))
+            R_pos = np.zeros((n, 3, 3))
+            z_meas, R_meas = z, R
+        det_tr = np.trace(R_pos, axis1=1, axis2=2).copy()
+        dident = (
+            np.zeros(n, "S24")
+            if batch.ident is None
+            else np.ascontiguousarray(batch.ident, dtype="S24")
+        )
+        dcls = (
+            np.full(n, CLS_UNKNOWN, np.uint8)
+            if batch.cls is None
+            else np.ascontiguousarray(batch.cls, dtype=np.uint8)
+        )
+        if dcls.size and int(dcls.max()) >= p["q_h_m2s3"].shape[0]:
+            raise ValueError("detection class code out of range")
+        cooperative = bool((dident != b"").any())
+        sensor_bit = self._sensor_bit(batch.sensor)
+        if batch.kind == KIND_POS:
+            kind_bits = np.where(dident != b"", KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
+        elif batch.kind == KIND_POLAR:
+            kind_bits = np.full(n, KIND_BIT_POLAR)
+        else:
+            kind_bits = np.full(n, KIND_BIT_BEARING)
+        kind_bits = kind_bits.astype(np.uint8)
+
+        # Several reports of one identity in a batch: keep the latest (stable, so ties keep the
+        # last one in the batch).
+        usable = np.ones(n, dtype=np.bool_)
+        has_id = dident != b""
+        if has_id.any():
+            idx = np.flatnonzero(has_id)
+            order = idx[np.lexsort((t[idx], dident[idx]))]
+            last = np.ones(order.shape[0], dtype=np.bool_)
+            last[:-1] = dident[order[1:]] != dident[order[:-1]]
+            usable[order[~last]] = False
+            res.superseded = int((~last).sum())
+
+        # 2. Coverage.
+        active = tab.active_slots()
+        cov = self._coverage_of(batch)
+        if cov.site_enu is None:
+            in_cov = active
+        else:
+            dt = np.maximum(t_batch - tab.t_s[active], 0.0)
+            e = tab.x[active, 0] + dt * tab.x[active, 3] - cov.site_enu[0]
+            nn = tab.x[active, 1] + dt * tab.x[active, 4] - cov.site_enu[1]
+            in_cov = active[e * e + nn * nn <= cov.max_range_m**2]
+
+        # 3. Identity first.
+        det_of_slot_rows: list[np.ndarray] = []
+        det_of_slot_dets: list[np.ndarray] = []
+        taken_slot = np.zeros(tab.capacity, dtype=np.bool_)
+        if has_id.any():
+            tid = tab.ident[active]
+            holders = active[tid != b""]
+            if holders.shape[0]:
+                order = np.argsort(tab.ident[holders], kind="stable")
+                sorted_ids = tab.ident[holders][order]
+                cand = np.flatnonzero(has_id & usable)
+                pos_in = np.searchsorted(sorted_ids, dident[cand])
+                pos_in = np.minimum(pos_in, sorted_ids.shape[0] - 1)
+                hit = sorted_ids[pos_in] == dident[cand]
+                dets_id = cand[hit]
+                slots_id = holders[order[pos_in[hit]]]
+                det_of_slot_rows.append(slots_id)
+                det_of_slot_dets.append(dets_id)
+                taken_slot[slots_id] = True
+                usable[dets_id] = False  # assigned: out of gating and initiation
+
+        # 4. Gate and assign the rest.
+        gate_rows = in_cov[~taken_slot[in_cov]]
+        gate_dets = np.flatnonzero(usable)
+        if gate_rows.shape[0] and gate_dets.shape[0]:
+            c_tr = tab.cls[gate_rows]
+            key = "gate2_pos" if meas != MEAS_BEARING else ("gate2_1d" if m == 1 else "gate2_2d")
+            pt, pd, d2 = gate(
+                meas if meas != MEAS_POS_VEL else MEAS_POS,
+                gate_rows,
+                tab.x,
+                tab.P,
+                tab.t_s,
+                p["q_h_m2s3"][c_tr],
+                p["q_v_m2s3"][c_tr],
+                p[key][c_tr],
+                np.ascontiguousarray(z_meas[gate_dets, : (3 if meas == MEAS_POS_VEL else m)]),
+                np.ascontiguousarray(
+                    R_meas[gate_dets][:, :m, :m]
+                    if meas != MEAS_POS_VEL
+                    else R_meas[gate_dets][:, :3, :3]
+                ),
+                t[gate_dets],
+                np.ascontiguousarray(pos[gate_dets]),
+                det_tr[gate_dets],
+                M,
+                c,
+                ident_words(tab.ident),
+                ident_words(dident[gate_dets]),
+                float(p["grid_cell_m"][int(np.bincount(c_tr).argmax())]),
+            )
+            res.pairs = int(pt.shape[0])
+            det_of_track = np.empty(gate_rows.shape[0], np.int64)
+            track_of_det = np.empty(gate_dets.shape[0], np.int64)
+            res.clusters = int(
+                gnn_clusters(
+                    gate_rows.shape[0],
+                    gate_dets.shape[0],
+                    pt,
+                    pd,
+                    d2,
+                    p[key][c_tr],
+                    det_of_track,
+                    track_of_det,
+                )
+            )
+            ok = det_of_track >= 0
+            det_of_slot_rows.append(gate_rows[ok])
+            det_of_slot_dets.append(gate_dets[det_of_track[ok]])
+            usable[gate_dets[det_of_track[ok]]] = False
+
+        # 5. Update, in slot order.
+        if det_of_slot_rows:
+            rows = np.concatenate(det_of_slot_rows).astype(np.int64)
+            cols = np.concatenate(det_of_slot_dets).astype(np.int64)
+            order = np.argsort(rows, kind="stable")
+            rows, cols = rows[order], cols[order]
+        else:
+            rows = cols = np.zeros(0, np.int64)
+        if rows.shape[0]:
+            self._update(rows, cols, t, z_meas, R_meas, meas, M, c)
+            res.assigned = int(rows.shape[0])
+            # Bookkeeping of the updated tracks: sensors, kinds, identity, class.
+            tab.sensors[rows] |= sensor_bit
+            tab.kinds[rows] |= kind_bits[cols]
+            adopt = (tab.ident[rows] == b"") & (dident[cols] != b"")
+            tab.ident[rows[adopt]] = dident[cols[adopt]]
+            new_cls = (tab.cls[rows] == CLS_UNKNOWN) & (dcls[cols] != CLS_UNKNOWN)
+            tab.cls[rows[new_cls]] = dcls[cols[new_cls]]
+
+        # 6. Score the scan for the tracks in coverage and the updated ones.
+        updated = np.zeros(tab.capacity, dtype=np.bool_)
+        updated[rows] = True
+        scored = np.union1d(in_cov, rows).astype(np.int64)
+        res.confirmed += int(
+            lifecycle.score_scan(
+                scored,
+                updated[scored],
+                not cooperative,
+                tab.status,
+                tab.hist,
+                tab.nscan,
+                tab.misses,
+                tab.hits,
+                tab.cls,
+                p["confirm_m"],
+                p["confirm_n"],
+            )
+        )
+
+        # 7. Initiate from what is left.
+        if batch.kind != KIND_BEARING:
+            dets = np.flatnonzero(usable & np.isfinite(det_tr))
+            if dets.shape[0]:
+                slots = tab.alloc(int(dets.shape[0]))
+                lifecycle.initiate(
+                    slots,
+                    dets,
+                    pos,
+                    R_pos,
+                    vel if vel is not None else np.zeros((n, 3)),
+                    vel_R if vel_R is not None else np.zeros((n, 3, 3)),
+                    vel is not None,
+                    t,
+                    dcls,
+                    p["init_vel_sigma_mps"],
+                    tab.x,
+                    tab.P,
+                    tab.t_s,
+                    tab.t0_s,
+                    tab.status,
+                    tab.hist,
+                    tab.nscan,
+                    tab.misses,
+                    tab.hits,
+                    tab.cls,
+                )
+                tab.ident[slots] = dident[dets]
+                tab.sensors[slots] = sensor_bit
+                tab.kinds[slots] = kind_bits[dets]
+                self._start_imm(slots)
+                res.initiated = int(slots.shape[0])
+                res.confirmed += int(
+                    lifecycle.confirm_new(slots, tab.status, tab.cls, p["confirm_m"])
+                )
+
+        # 8. Delete.
+        active = tab.active_slots()
+        dead = np.zeros(active.shape[0], dtype=np.bool_)
+        lifecycle.deletion_mask(
+            active,
+            self.t_now_s,
+            tab.x,
+            tab.P,
+            tab.t_s,
+            tab.status,
+            tab.hist,
+            tab.nscan,
+            tab.misses,
+            tab.cls,
+            p["confirm_m"],
+            p["confirm_n"],
+            p["max_misses"],
+            p["max_coast_s"],
+            p["max_pos_sigma_m"],
+            p["q_h_m2s3"],
+            p["q_v_m2s3"],
+            dead,
+        )
+        gone = active[dead]
+        res.deleted_ids = tab.id[gone].copy()
+        res.deleted = int(gone.shape[0])
+        tab.free(gone)
+        return res
+
+    # -- filtering --------------------------------------------------------------------------
+    def _update(self, rows, cols, t, z, R, meas, M, c) -> None:
+        """Predict each assigned track to its detection's time, then update it there."""
+        tab, p = self.table, self._p
+        cls = tab.cls[rows]
+        dt = np.maximum(t[cols] - tab.t_s[rows], 0.0)
+        predict_per_row(tab.x, tab.P, rows, dt, p["q_h_m2s3"][cls], p["q_v_m2s3"][cls])
+        d2 = np.empty(rows.shape[0])
+        update_measurements(meas, tab.x, tab.P, rows, cols, z, R, M, c, d2)
+        tab.t_s[rows] = np.maximum(t[cols], tab.t_s[rows])
+
+    def _start_imm(self, slots: np.ndarray) -> None:
+        """IMM state of new tracks of IMM classes (filled when the IMM kernels run)."""
+        imm_slots = slots[self._p["imm"][self.table.cls[slots]]]
+        if imm_slots.shape[0] == 0:
+            return
+        tab = self.table
+        tab.alloc_imm(imm_slots)
+        r = tab.imm_slot[imm_slots]
+        tab.imm_mu[r] = np.asarray(self.config.imm_mu0, dtype=np.float64)
+        tab.imm_x[r] = tab.x[imm_slots][:, None, :]
+        tab.imm_P[r] = tab.P[imm_slots][:, None, :, :]
+
+    # -- outputs ----------------------------------------------------------------------------
+    def picture(self, confirmed_only: bool = True) -> TrackPicture:
+        """The tracks as a TrackPicture (confirmed and coasting ones by default)."""
+        tab, p = self.table, self._p
+        if confirmed_only:
+            slots = np.flatnonzero((tab.status == CONFIRMED) | (tab.status == COASTING))
+        else:
+            slots = np.flatnonzero(tab.status != FREE)
+        cls = tab.cls[slots]
+        n_win = p["confirm_n"][cls]
+        hist = tab.hist[slots].astype(np.int64) & ((1 << n_win) - 1)
+        bits = np.zeros(slots.shape[0], np.int64)
+        for b in range(16):  # popcount over 16 bits, vectorised over tracks
+            bits += (hist >> b) & 1
+        hit_frac = bits / n_win
+        sigma = np.sqrt(np.maximum(np.trace(tab.P[slots][:, :3, :3], axis1=1, axis2=2), 0.0))
+        quality = hit_frac * np.clip(1.0 - sigma / p["max_pos_sigma_m"][cls], 0.0, 1.0)
+        sensors = tab.sensors[slots]
+        n_sensors = np.zeros(slots.shape[0], np.int64)
+        for b in range(64):
+            n_sensors += ((sensors >> np.uint64(b)) & np.uint64(1)).astype(np.int64)
+        return TrackPicture(
+            t_s=float(self.t_now_s) if math.isfinite(self.t_now_s) else 0.0,
+            origin=self.origin,
+            id=tab.id[slots].copy(),
+            x=tab.x[slots].copy(),
+            P=tab.P[slots].copy(),
+            t_upd_s=tab.t_s[slots].copy(),
+            status=tab.status[slots].copy(),
+            ident=tab.ident[slots].copy(),
+            cls=cls.copy(),
+            n_sensors=np.minimum(n_sensors, 255).astype(np.uint8),
+            sensor_kinds=tab.kinds[slots].copy(),
+            hits=tab.hits[slots].copy(),
+            quality=quality.astype(np.float64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.table.n_active)
+
+    # -- snapshots --------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        """Plain arrays and values from which `Tracker.restore` rebuilds this tracker."""
+        d = self.table.to_arrays()
+        d.update(
+            version=SNAPSHOT_VERSION,
+            origin=list(self.origin),
+            t_now_s=float(self.t_now_s),
+            sensors=sorted(self.sensor_index, key=self.sensor_index.__getitem__),
+            coverage={
+                k: [None if s is None else list(s), r] for k, (s, r) in self._coverage.items()
+            },
+        )
+        return d
+
+    @classmethod
+    def restore(cls, snapshot: dict, config: TrackerConfig | None = None) -> Tracker:
+        """A tracker that carries on from `snapshot` (same ids, states and counters)."""
+        if int(snapshot.get("version", -1)) != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {snapshot.get('version')!r} is not supported")
+        tr = cls(config, origin=tuple(snapshot["origin"]))
+        tr.table = TrackTable.from_arrays(snapshot, capacity=tr.config.initial_capacity)
+        tr.t_now_s = float(snapshot["t_now_s"])
+        tr.sensor_index = {name: i for i, name in enumerate(snapshot["sensors"])}
+        for k, (s, r) in snapshot.get("coverage", {}).items():
+            tr._coverage[k] = (None if s is None else tuple(s), float(r))
+        return tr

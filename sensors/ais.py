@@ -1,0 +1,354 @@
+"""AIS: NMEA 0183 `!AIVDM`/`!AIVDO` sentences, and already-decoded AIS CSV, into `pos` reports.
+
+This module owns turning AIS text into `Measurement`s: sentence parsing and payload decoding
+by pyais, multi-sentence assembly, measurement time, and the AIS-specific choices below. It
+must not open sockets or files (sensors.sources does) nor batch (sensors.batching does).
+
+Time of a report, best first: the `c:` field of an NMEA 4.10 tag block on the sentence; the
+`$PGHP` (Gatehouse) sentence that precedes it; the receiver's GPS clock from the last `$--ZDA`
+or `$--RMC` sentence in the stream (a boat's receiver log); otherwise the receipt time.
+
+Position reports of class A (types 1, 2, 3) and class B (18, 19) become `pos` measurements
+with identity ``mmsi:<n>``, class surface, altitude 0 m on the ellipsoid, and a reported
+velocity from SOG and COG when both are available. Choices, documented for the tracker:
+- R horizontal: (10 m)^2 when the position-accuracy flag says DGNSS (< 10 m), else (30 m)^2.
+- R vertical: (50 m)^2; AIS has no height and the sea surface lies within tens of metres of
+  the ellipsoid (geoid undulation), so the altitude is weakly informative on purpose.
+- Velocity variance: speed sigma 0.5 m/s, course sigma 5 deg (`velocity_variance`).
+
+Every input line is counted under one outcome in `stats` (see `OUTCOMES`); nothing raises.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+
+from pyais.exceptions import AISBaseException
+from pyais.messages import AISSentence, GatehouseSentence, NMEASentenceFactory
+
+from fusion.messages import CLS_SURFACE, KIND_POS
+from sensors.batching import KNOT_MPS, Measurement, enu_velocity, velocity_variance
+from sensors.plausible import JumpFilter
+
+POSITION_TYPES = frozenset((1, 2, 3, 18, 19))
+SIGMA_DGNSS_M, SIGMA_GNSS_M, SIGMA_ALT_M = 10.0, 30.0, 50.0
+SPEED_SIGMA_MPS, COURSE_SIGMA_DEG = 0.5, 5.0
+MAX_SURFACE_SPEED_MPS = 60.0  # about 117 kn: faster than any vessel, slower than any jump
+MAX_OPEN_GROUPS = 64
+
+OUTCOMES = (
+    "positions",  # position reports emitted
+    "fragments",  # sentences of a multi-sentence message other than its last
+    "other_types",  # valid AIS messages that carry no position report (static data, ...)
+    "timestamps",  # $PGHP / ZDA / RMC sentences used as time
+    "other_nmea",  # valid non-AIS sentences (GPS, depth, ...) ignored
+    "empty",  # blank lines
+    "checksum",  # checksum mismatch
+    "undecodable",  # not NMEA, not ASCII, bad fields, payload that pyais refuses
+    "incomplete",  # multi-sentence messages missing a part (interleaved or truncated)
+    "no_position",  # position reports with lat/lon "not available"
+    "out_of_range",  # latitude or longitude outside their ranges
+    "implausible",  # a jump no vessel can make (sensors.plausible)
+)
+
+
+class _Group:
+    __slots__ = ("parts", "t_s")
+
+    def __init__(self, t_s: float | None) -> None:
+        self.parts: list[AISSentence] = []
+        self.t_s = t_s
+
+
+def _nmea_checksum_ok(line: bytes) -> bool:
+    star = line.rfind(b"*")
+    if star < 1 or len(line) < star + 3:
+        return False
+    x = 0
+    for b in line[1:star]:
+        x ^= b
+    try:
+        return x == int(line[star + 1 : star + 3], 16)
+    except ValueError:
+        return False
+
+
+class AisDecoder:
+    """Stateful NMEA AIS decoder: feed it lines in arrival order."""
+
+    def __init__(self, *, plausibility: bool = True, clock_s: float | None = None) -> None:
+        self.stats: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self._groups: OrderedDict[tuple, _Group] = OrderedDict()
+        self._pghp_t: float | None = None  # time of the $PGHP just before the next sentence
+        self._gps_t: float | None = clock_s  # receiver GPS clock (ZDA/RMC)
+        self._rmc_date: tuple[int, int, int] | None = None
+        self._jumps = JumpFilter(MAX_SURFACE_SPEED_MPS) if plausibility else None
+
+    def feed(self, line: bytes, recv_t_s: float) -> list[Measurement]:
+        """Decodes one line; returns the position reports it completes (zero or one)."""
+        line = line.strip()
+        if not line:
+            self.stats["empty"] += 1
+            return []
+        first = line[:1]
+        if first == b"$" and line[3:6] not in (b"VDM", b"VDO") and line[1:5] != b"PGHP":
+            self._other_sentence(line)
+            return []
+        try:
+            s = NMEASentenceFactory.produce(line)
+        except (AISBaseException, ValueError, UnicodeDecodeError, IndexError):
+            self.stats["undecodable"] += 1
+            self._pghp_t = None
+            return []
+        if not s.is_valid:
+            self.stats["checksum"] += 1
+            return []
+        if isinstance(s, GatehouseSentence):
+            self._pghp_t = calendar.timegm(s.timestamp.timetuple()) + s.timestamp.microsecond * 1e-6
+            self.stats["timestamps"] += 1
+            return []
+        t_s = self._time_of(s, recv_t_s)
+        if s.frag_cnt == 1:
+            return self._decode(s, t_s)
+        return self._assemble(s, t_s)
+
+    # -- sentences other than AIS ------------------------------------------------------
+
+    def _other_sentence(self, line: bytes) -> None:
+        if not _nmea_checksum_ok(line):
+            self.stats["checksum"] += 1
+            return
+        kind = line[3:6]
+        try:
+            if kind == b"ZDA":
+                self._zda(line)
+            elif kind == b"RMC":
+                self._rmc(line)
+            else:
+                self.stats["other_nmea"] += 1
+                return
+        except (ValueError, IndexError):
+            self.stats["undecodable"] += 1
+            return
+        self.stats["timestamps"] += 1
+
+    def _zda(self, line: bytes) -> None:
+        f = line[: line.rfind(b"*")].split(b",")
+        hms, day, month, year = f[1], int(f[2]), int(f[3]), int(f[4])
+        if year < 100:  # some receivers write two digits
+            year += 2000 if year < 80 else 1900
+        self._gps_t = _utc(year, month, day, hms)
+
+    def _rmc(self, line: bytes) -> None:
+        f = line[: line.rfind(b"*")].split(b",")
+        hms, date = f[1], f[9]
+        if f[2] != b"A" or len(date) != 6:  # no fix: the clock is not trustworthy
+            raise ValueError("RMC without a valid fix")
+        day, month, yy = int(date[:2]), int(date[2:4]), int(date[4:6])
+        self._gps_t = _utc(2000 + yy if yy < 80 else 1900 + yy, month, day, hms)
+
+    # -- AIS ----------------------------------------------------------------------------
+
+    def _time_of(self, s: AISSentence, recv_t_s: float) -> float:
+        t_s = None
+        if s.tag_block is not None:
+            try:
+                s.tag_block.init()
+                c = s.tag_block.receiver_timestamp
+                if c:
+                    t_s = float(c)
+                    if t_s > 1e11:  # some receivers write milliseconds
+                        t_s *= 1e-3
+            except (ValueError, AISBaseException):
+                t_s = None
+        if t_s is None and self._pghp_t is not None:
+            t_s = self._pghp_t
+        self._pghp_t = None  # a $PGHP applies to the one sentence that follows it
+        if t_s is None:
+            t_s = self._gps_t if self._gps_t is not None else recv_t_s
+        return t_s
+
+    def _assemble(self, s: AISSentence, t_s: float) -> list[Measurement]:
+        key = (s.talker_id, s.type, s.channel, s.seq_id, s.frag_cnt)
+        group = self._groups.get(key)
+        if s.frag_num == 1:
+            if group is not None:  # a new message began before the last one ended
+                self.stats["incomplete"] += 1
+            group = _Group(t_s)
+            self._groups[key] = group
+            self._groups.move_to_end(key)
+            while len(self._groups) > MAX_OPEN_GROUPS:
+                self._groups.popitem(last=False)
+                self.stats["incomplete"] += 1
+        elif group is None or len(group.parts) != s.frag_num - 1:
+            # a continuation without its beginning, or out of order: drop the message
+            if group is not None:
+                del self._groups[key]
+            self.stats["incomplete"] += 1
+            return []
+        group.parts.append(s)
+        if len(group.parts) < s.frag_cnt:
+            self.stats["fragments"] += 1
+            return []
+        del self._groups[key]
+        try:
+            whole = AISSentence.assemble_from_iterable(group.parts)
+        except (AISBaseException, ValueError):
+            self.stats["undecodable"] += 1
+            return []
+        return self._decode(whole, group.t_s if group.t_s is not None else t_s)
+
+    def _decode(self, s: AISSentence, t_s: float) -> list[Measurement]:
+        if s.ais_id not in POSITION_TYPES:
+            if 1 <= s.ais_id <= 27:
+                self.stats["other_types"] += 1
+            else:
+                self.stats["undecodable"] += 1
+            return []
+        try:
+            msg = s.decode()
+            lat, lon = msg.lat, msg.lon
+            mmsi = int(msg.mmsi)
+        except (AISBaseException, ValueError, TypeError, IndexError):
+            self.stats["undecodable"] += 1
+            return []
+        m = self.measurement(
+            t_s, mmsi, lat, lon, msg.speed, msg.course, accurate=bool(msg.accuracy)
+        )
+        return [m] if m is not None else []
+
+    def measurement(
+        self,
+        t_s: float,
+        mmsi: int,
+        lat_deg: float | None,
+        lon_deg: float | None,
+        sog_kt: float | None,
+        cog_deg: float | None,
+        *,
+        accurate: bool = False,
+    ) -> Measurement | None:
+        """A position report as a `Measurement`, or None (counted) when it must be dropped."""
+        if lat_deg is None or lon_deg is None or lat_deg == 91.0 or lon_deg == 181.0:
+            self.stats["no_position"] += 1
+            return None
+        if not (-90.0 <= lat_deg <= 90.0 and -180.0 <= lon_deg <= 180.0):
+            self.stats["out_of_range"] += 1
+            return None
+        ident = b"mmsi:%d" % mmsi
+        if self._jumps is not None and not self._jumps.accept(ident, t_s, lat_deg, lon_deg):
+            self.stats["implausible"] += 1
+            return None
+        sigma = SIGMA_DGNSS_M if accurate else SIGMA_GNSS_M
+        vel = vel_var = None
+        # SOG 102.3 kn and COG 360 deg mean "not available"
+        if sog_kt is not None and cog_deg is not None and sog_kt < 102.2 and cog_deg < 360.0:
+            speed = sog_kt * KNOT_MPS
+            vel = enu_velocity(speed, cog_deg)
+            vel_var = velocity_variance(speed, SPEED_SIGMA_MPS, COURSE_SIGMA_DEG, 0.01)
+        self.stats["positions"] += 1
+        return Measurement(
+            KIND_POS,
+            float(t_s),
+            (float(lat_deg), float(lon_deg), 0.0),
+            (sigma * sigma, sigma * sigma, SIGMA_ALT_M * SIGMA_ALT_M),
+            ident,
+            CLS_SURFACE,
+            vel,
+            vel_var,
+        )
+
+
+def _utc(year: int, month: int, day: int, hms: bytes) -> float:
+    hh, mm, ss = int(hms[0:2]), int(hms[2:4]), float(hms[4:])
+    if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61 and 1 <= month <= 12):
+        raise ValueError("bad time")
+    return calendar.timegm((year, month, day, hh, mm, 0, 0, 0, 0)) + ss
+
+
+def first_clock_s(lines: Iterable[tuple[float, bytes]], max_lines: int = 5000) -> float | None:
+    """The first GPS clock time (ZDA or RMC) in the first `max_lines` of a log, so that a file
+    whose AIS sentences precede the receiver's first clock sentence is stamped in its own time
+    rather than the time of reading."""
+    probe = AisDecoder(plausibility=False)
+    for i, (t, line) in enumerate(lines):
+        if i >= max_lines:
+            break
+        if line[:1] == b"$" and line[3:6] in (b"ZDA", b"RMC"):
+            probe.feed(line, t)
+            if probe._gps_t is not None:
+                return probe._gps_t
+    return None
+
+
+def decode_lines(
+    lines: Iterable[tuple[float, bytes]], decoder: AisDecoder | None = None
+) -> Iterator[Measurement]:
+    """Measurements from (recv_t_s, line) pairs; a recorded NMEA log or a live source."""
+    dec = decoder or AisDecoder()
+    for t, line in lines:
+        yield from dec.feed(line, t)
+
+
+# -- decoded AIS as CSV (Stone Soup's Solent recording) ------------------------------------
+
+CSV_COLUMNS = ("Time", "MMSI", "Latitude_degrees", "Longitude_degrees", "COG_degrees", "SOG_knots")
+
+
+def is_ais_csv(head: bytes) -> bool:
+    return head.lstrip(b"\xef\xbb\xbf").startswith(b"Time,MMSI,")
+
+
+def decode_csv(
+    lines: Iterable[tuple[float, bytes]], decoder: AisDecoder | None = None
+) -> Iterator[Measurement]:
+    """Measurements from decoded AIS CSV rows (`CSV_COLUMNS`, times in UTC).
+
+    Bad rows (wrong column count, unparsable numbers, positions out of range or implausible)
+    are counted in `decoder.stats` and skipped."""
+    dec = decoder or AisDecoder()
+    it = iter(lines)
+    header = None
+    for _t, raw in it:
+        if raw.strip():
+            header = next(csv.reader(io.StringIO(raw.decode("utf-8-sig", "replace"))))
+            break
+    if header is None:
+        return
+    try:
+        cols = [header.index(c) for c in CSV_COLUMNS]
+    except ValueError as e:
+        raise ValueError(f"not an AIS CSV: header {header!r}") from e
+    for _t, raw in it:
+        if not raw.strip():
+            dec.stats["empty"] += 1
+            continue
+        f = raw.decode("ascii", "replace").split(",")
+        try:
+            t_s = _csv_time(f[cols[0]])
+            mmsi = int(f[cols[1]])
+            lat, lon = float(f[cols[2]]), float(f[cols[3]])
+            cog = float(f[cols[4]]) if f[cols[4]] else None
+            sog = float(f[cols[5]]) if f[cols[5]] else None
+        except (ValueError, IndexError):
+            dec.stats["undecodable"] += 1
+            continue
+        if not all(math.isfinite(v) for v in (lat, lon)):
+            dec.stats["out_of_range"] += 1
+            continue
+        m = dec.measurement(t_s, mmsi, lat, lon, sog, cog)
+        if m is not None:
+            yield m
+
+
+def _csv_time(text: str) -> float:
+    # "2016-01-12 13:02:11.218": parsed by hand, datetime.strptime is the slow part otherwise
+    date, _, clock = text.strip().partition(" ")
+    y, mo, d = date.split("-")
+    h, mi, s = clock.split(":")
+    return calendar.timegm((int(y), int(mo), int(d), int(h), int(mi), 0, 0, 0, 0)) + float(s)

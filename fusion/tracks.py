@@ -170,7 +170,8 @@ class TrackTable:
         rows = self.imm_slot[slots]
         self.imm_used[rows[rows >= 0]] = False
         for name in FIELD_NAMES:
-            getattr(self, name)[slots] = 0
+            # b"" for the identity: assigning 0 to an S24 array would write the text "0".
+            getattr(self, name)[slots] = b"" if name == "ident" else 0
         self.imm_slot[slots] = -1
         self.n_active -= int(slots.shape[0])
 

@@ -12,6 +12,9 @@ import sys
 
 COMMANDS = [
     # one line per sub-command module in fusion/commands
+    "run",
+    "keys",
+    "subscribe",
 ]
 
 

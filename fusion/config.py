@@ -29,7 +29,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -91,7 +91,7 @@ class RecordingConfig:
 
 @dataclass(frozen=True)
 class TheatreConfig:
-    origin: tuple[float, float, float] = (46.5, 32.0, 0.0)
+    origin: tuple[float, float, float] = (46.5, 31.0, 0.0)
     sites: Path | None = None
 
 
@@ -383,11 +383,11 @@ def parse_config(
 
 
 def tracker_config(config: FusionConfig) -> Any:
-    """The TrackerConfig with this file's [tracker] overrides; unknown names are an error."""
-    from fusion.tracker_config import TrackerConfig  # engineer B's module; imported late
+    """The TrackerConfig with this file's [tracker] overrides (``[tracker.classes.air]`` for one
+    class); an unknown name or a bad value is a ConfigError."""
+    from fusion.tracker_config import TrackerConfig  # imported late: the tracker's module
 
-    base = TrackerConfig()
-    known = {f.name for f in fields(base)} if hasattr(base, "__dataclass_fields__") else set()
+    known = {f.name for f in fields(TrackerConfig)}
     unknown = sorted(set(config.tracker) - known)
     if unknown:
         raise ConfigError(
@@ -395,6 +395,6 @@ def tracker_config(config: FusionConfig) -> Any:
             f"known: {', '.join(sorted(known))}"
         )
     try:
-        return replace(base, **config.tracker)
-    except (TypeError, ValueError) as exc:
+        return TrackerConfig.from_dict(config.tracker)
+    except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(f"{config.source}: [tracker]: {exc}") from None

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fusion.config import FusionConfig, tracker_config
-from fusion.messages import KIND_EVENT, TRACK_STATUS_NAMES, Detections, TrackUpdate
+from fusion.messages import KIND_EVENT, TRACK_STATUS_NAMES, Detections, Heartbeat, TrackUpdate
 from fusion.picture import TrackPicture
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ class FusionCore:
             return []
         return list(self.rules.evaluate(self.picture(), events, sensor_states, now_s))
 
+    def heartbeat(self, hb: Heartbeat) -> None:
+        """A sensor's declared coverage reaches the tracker (misses count only inside it)."""
+        self.tracker.apply_heartbeat(hb)
+
     # -- views ------------------------------------------------------------------------------
 
     def picture(self) -> TrackPicture:
@@ -88,9 +92,7 @@ class FusionCore:
     def restore(self, snap: dict[str, Any]) -> None:
         from fusion.tracker import Tracker
 
-        restored = Tracker.restore(snap["tracker"])
-        if isinstance(restored, Tracker):
-            self.tracker = restored
+        self.tracker = Tracker.restore(snap["tracker"], self.tracker.config)
         if self.rules is not None and "rules" in snap and hasattr(self.rules, "restore"):
             self.rules.restore(snap["rules"])
         self._picture = None

@@ -280,6 +280,13 @@ class FusionService:
                 self.liveness.heartbeat(
                     result.sensor, now, result.status, result.site, result.coverage
                 )
+                hook = getattr(self.core, "heartbeat", None)
+                if hook is not None:
+                    try:
+                        hook(result)
+                    except Exception:
+                        self.core_errors += 1
+                        log.exception("core rejected a heartbeat from %s", result.sensor)
                 if self._feed is not None:
                     self._feed.write(frames[1].bytes, now)
                 continue

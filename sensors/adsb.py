@@ -1,0 +1,359 @@
+"""ADS-B: SBS-1 BaseStation lines (dump1090/readsb port 30003) and OpenSky state-vector files.
+
+This module owns turning ADS-B text into `pos` `Measurement`s with identity ``icao:<hex>`` and
+class air. It must not open sockets (sensors.sources does) nor batch (sensors.batching does).
+
+Choices, documented for the tracker (these feeds carry no NACp, so R is fixed):
+- R horizontal (50 m)^2: NACp 8 (EPU < 92.6 m at 95 %), the common case, as a 1-sigma bound.
+- R vertical (100 m)^2 for barometric altitude (pressure altitude differs from height above
+  the ellipsoid by the geoid and the day's pressure), (50 m)^2 for geometric altitude, and
+  (300 m)^2 with altitude 0 when a report has no altitude at all (aircraft on the ground).
+- Velocity from ground speed (kt) and track (deg) and vertical rate (ft/min); variance from
+  speed sigma 2 m/s, track sigma 2 deg, vertical rate sigma 1.5 m/s.
+
+SBS: MSG,3 (airborne position) and MSG,2 (surface position) give positions; MSG,4 (airborne
+velocity) gives a velocity, attached to the same aircraft's positions for `VEL_MAX_AGE_S`.
+Times are the message's "generated" date and time, read as UTC plus `utc_offset_s` (dump1090
+writes the host's local time; readsb can write UTC).
+
+OpenSky: the JSON list (altitude ft, groundspeed kt, track deg, timestamp ms) and the CSV
+state vectors (SI units; `lastposupdate` is the position's time, and a row whose position has
+not been updated since the last row of the same aircraft is stale and skipped).
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import io
+import json
+import math
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from fusion.messages import CLS_AIR, KIND_POS
+from sensors.batching import FOOT_M, KNOT_MPS, Measurement, enu_velocity, velocity_variance
+from sensors.plausible import JumpFilter
+from sensors.sources import open_maybe_gzip
+
+SIGMA_H_M, SIGMA_BARO_M, SIGMA_GEO_M, SIGMA_NO_ALT_M = 50.0, 100.0, 50.0, 300.0
+SPEED_SIGMA_MPS, TRACK_SIGMA_DEG, VRATE_SIGMA_MPS = 2.0, 2.0, 1.5
+FPM_MPS = FOOT_M / 60.0
+MAX_AIR_SPEED_MPS = 400.0
+VEL_MAX_AGE_S = 5.0
+
+OUTCOMES = (
+    "positions",  # position reports emitted
+    "velocities",  # SBS MSG,4 velocity reports kept for the next positions
+    "other_types",  # valid SBS lines without a position (ident, squawk, ...)
+    "no_position",  # position messages or rows without latitude/longitude
+    "alt_missing",  # positions emitted without altitude (counted in positions too)
+    "stale",  # OpenSky rows repeating an old position
+    "empty",
+    "undecodable",  # not SBS, wrong field count, unparsable numbers or times
+    "out_of_range",
+    "implausible",
+)
+
+
+class AdsbDecoder:
+    """Shared state of the ADS-B decoders: counters, last velocities, plausibility filter."""
+
+    def __init__(self, *, plausibility: bool = True, utc_offset_s: float = 0.0) -> None:
+        self.stats: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
+        self.utc_offset_s = float(utc_offset_s)
+        self._vel: dict[str, tuple[float, tuple, tuple]] = {}  # icao -> (t_s, vel, vel_var)
+        self._jumps = JumpFilter(MAX_AIR_SPEED_MPS, slack_m=1000.0) if plausibility else None
+        self._day_cache: dict[bytes, int] = {}
+
+    def measurement(
+        self,
+        t_s: float,
+        icao: str,
+        lat_deg: float | None,
+        lon_deg: float | None,
+        alt_m: float | None,
+        *,
+        geometric: bool = False,
+        vel: tuple | None = None,
+        vel_var: tuple | None = None,
+    ) -> Measurement | None:
+        """A position as a `Measurement`, or None (counted) when it must be dropped."""
+        if lat_deg is None or lon_deg is None:
+            self.stats["no_position"] += 1
+            return None
+        if not (-90.0 <= lat_deg <= 90.0 and -180.0 <= lon_deg <= 180.0) or (
+            alt_m is not None and not -2000.0 <= alt_m <= 30000.0
+        ):
+            self.stats["out_of_range"] += 1
+            return None
+        ident = ("icao:" + icao.strip().lower()).encode("ascii", "replace")
+        if self._jumps is not None and not self._jumps.accept(ident, t_s, lat_deg, lon_deg):
+            self.stats["implausible"] += 1
+            return None
+        if alt_m is None:
+            self.stats["alt_missing"] += 1
+            alt_m, sigma_v = 0.0, SIGMA_NO_ALT_M
+        else:
+            sigma_v = SIGMA_GEO_M if geometric else SIGMA_BARO_M
+        self.stats["positions"] += 1
+        return Measurement(
+            KIND_POS,
+            float(t_s),
+            (float(lat_deg), float(lon_deg), float(alt_m)),
+            (SIGMA_H_M**2, SIGMA_H_M**2, sigma_v * sigma_v),
+            ident,
+            CLS_AIR,
+            vel,
+            vel_var,
+        )
+
+
+def velocity(gs_mps: float | None, track_deg: float | None, vrate_mps: float | None):
+    """(vel, vel_var) from ground speed, track and vertical rate, or (None, None)."""
+    if gs_mps is None or track_deg is None:
+        return None, None
+    vr = vrate_mps if vrate_mps is not None else 0.0
+    vr_var = VRATE_SIGMA_MPS**2 if vrate_mps is not None else 10.0**2
+    return enu_velocity(gs_mps, track_deg, vr), velocity_variance(
+        gs_mps, SPEED_SIGMA_MPS, TRACK_SIGMA_DEG, vr_var
+    )
+
+
+# -- SBS-1 BaseStation ---------------------------------------------------------------------
+
+
+def _num(b: bytes) -> float | None:
+    return float(b) if b else None
+
+
+class SbsDecoder(AdsbDecoder):
+    """Decodes SBS-1 lines: ``MSG,type,session,aircraft,hex,flight,date,time,date,time,
+    callsign,alt_ft,gs_kt,track_deg,lat,lon,vrate_fpm,squawk,alert,emergency,spi,ground``."""
+
+    def feed(self, line: bytes, recv_t_s: float) -> list[Measurement]:
+        line = line.strip()
+        if not line:
+            self.stats["empty"] += 1
+            return []
+        f = line.split(b",")
+        if len(f) < 16 or f[0] != b"MSG":
+            self.stats["undecodable"] += 1
+            return []
+        tt = f[1]
+        if tt not in (b"2", b"3", b"4"):
+            if tt in (b"1", b"5", b"6", b"7", b"8"):
+                self.stats["other_types"] += 1
+            else:
+                self.stats["undecodable"] += 1
+            return []
+        try:
+            icao = f[4].decode("ascii")
+            if len(icao) != 6:
+                raise ValueError("icao")
+            int(icao, 16)
+            t_s = self._time(f[6], f[7]) + self.utc_offset_s
+            if tt == b"4":
+                gs, trk, vr = _num(f[12]), _num(f[13]), _num(f[16])
+                vel, var = velocity(
+                    None if gs is None else gs * KNOT_MPS,
+                    trk,
+                    None if vr is None else vr * FPM_MPS,
+                )
+                if vel is None:
+                    self.stats["other_types"] += 1
+                else:
+                    self._vel[icao] = (t_s, vel, var)
+                    self.stats["velocities"] += 1
+                return []
+            alt_ft, lat, lon = _num(f[11]), _num(f[14]), _num(f[15])
+            vel = var = None
+            if tt == b"2":  # surface position carries its own speed and track
+                gs, trk = _num(f[12]), _num(f[13])
+                vel, var = velocity(None if gs is None else gs * KNOT_MPS, trk, 0.0)
+            else:
+                last = self._vel.get(icao)
+                if last is not None and abs(t_s - last[0]) <= VEL_MAX_AGE_S:
+                    vel, var = last[1], last[2]
+        except (ValueError, UnicodeDecodeError):
+            self.stats["undecodable"] += 1
+            return []
+        if lat is not None and not (math.isfinite(lat) and math.isfinite(lon or 0.0)):
+            self.stats["out_of_range"] += 1
+            return []
+        m = self.measurement(
+            t_s, icao, lat, lon, None if alt_ft is None else alt_ft * FOOT_M, vel=vel, vel_var=var
+        )
+        return [m] if m is not None else []
+
+    def _time(self, date: bytes, clock: bytes) -> float:
+        day = self._day_cache.get(date)
+        if day is None:
+            y, mo, d = date.split(b"/")
+            day = calendar.timegm((int(y), int(mo), int(d), 0, 0, 0, 0, 0, 0))
+            if len(self._day_cache) > 16:
+                self._day_cache.clear()
+            self._day_cache[date] = day
+        h, mi, s = clock.split(b":")
+        hh, mm, ss = int(h), int(mi), float(s)
+        if not (0 <= hh < 24 and 0 <= mm < 60 and 0 <= ss < 61):
+            raise ValueError("time")
+        return day + hh * 3600 + mm * 60 + ss
+
+
+def sbs_line(
+    icao: str,
+    t_s: float,
+    *,
+    msg_type: int = 3,
+    alt_ft: float | None = None,
+    lat: float | None = None,
+    lon: float | None = None,
+    gs_kt: float | None = None,
+    track_deg: float | None = None,
+    vrate_fpm: float | None = None,
+    callsign: str = "",
+) -> bytes:
+    """One SBS-1 line as dump1090 writes it (used to render recordings into SBS and in tests)."""
+    whole = math.floor(t_s)
+    tm = __import__("time").gmtime(whole)
+    date = f"{tm.tm_year:04d}/{tm.tm_mon:02d}/{tm.tm_mday:02d}"
+    clock = f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d}.{int((t_s - whole) * 1000):03d}"
+
+    def g(v: float | None, fmt: str) -> str:
+        return "" if v is None else format(v, fmt)
+
+    fields = [
+        "MSG",
+        str(msg_type),
+        "1",
+        "1",
+        icao.upper(),
+        "1",
+        date,
+        clock,
+        date,
+        clock,
+        callsign,
+        g(alt_ft, ".0f"),
+        g(gs_kt, ".1f"),
+        g(track_deg, ".1f"),
+        g(lat, ".5f"),
+        g(lon, ".5f"),
+        g(vrate_fpm, ".0f"),
+        "",
+        "",
+        "",
+        "",
+        "0",
+    ]
+    return ",".join(fields).encode("ascii")
+
+
+def decode_sbs(
+    lines: Iterable[tuple[float, bytes]], decoder: SbsDecoder | None = None
+) -> Iterator[Measurement]:
+    dec = decoder or SbsDecoder()
+    for t, line in lines:
+        yield from dec.feed(line, t)
+
+
+# -- OpenSky state vectors -----------------------------------------------------------------
+
+
+def _opt_float(v: object) -> float | None:
+    if v is None or v == "":
+        return None
+    x = float(v)  # type: ignore[arg-type]
+    return x if math.isfinite(x) else None
+
+
+def decode_opensky_json(
+    path: str | Path, decoder: AdsbDecoder | None = None
+) -> Iterator[Measurement]:
+    """Measurements from an OpenSky/traffic JSON(.gz) list of state records."""
+    dec = decoder or AdsbDecoder()
+    with open_maybe_gzip(path) as f:
+        records = json.load(f)
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of records")
+    for r in records:
+        try:
+            t_s = float(r["timestamp"]) * 1e-3
+            icao = str(r["icao24"])
+            lat, lon = _opt_float(r.get("latitude")), _opt_float(r.get("longitude"))
+            alt_ft = _opt_float(r.get("altitude"))
+            gs, trk, vr = (
+                _opt_float(r.get("groundspeed")),
+                _opt_float(r.get("track")),
+                _opt_float(r.get("vertical_rate")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            dec.stats["undecodable"] += 1
+            continue
+        vel, var = velocity(
+            None if gs is None else gs * KNOT_MPS, trk, None if vr is None else vr * FPM_MPS
+        )
+        m = dec.measurement(
+            t_s, icao, lat, lon, None if alt_ft is None else alt_ft * FOOT_M, vel=vel, vel_var=var
+        )
+        if m is not None:
+            yield m
+
+
+def decode_opensky_csv(
+    lines: Iterable[tuple[float, bytes]], decoder: AdsbDecoder | None = None
+) -> Iterator[Measurement]:
+    """Measurements from OpenSky state-vector CSV rows (``time,icao24,lat,lon,velocity,
+    heading,vertrate,callsign,onground,...,baroaltitude,geoaltitude,lastposupdate,...``)."""
+    dec = decoder or AdsbDecoder()
+    it = iter(lines)
+    header = None
+    for _t, raw in it:
+        if raw.strip():
+            header = next(csv.reader(io.StringIO(raw.decode("utf-8-sig", "replace"))))
+            break
+    if header is None:
+        return
+    col = {name: i for i, name in enumerate(header)}
+    need = ("time", "icao24", "lat", "lon", "velocity", "heading", "vertrate", "baroaltitude")
+    if any(n not in col for n in need):
+        raise ValueError(f"not an OpenSky state-vector CSV: header {header!r}")
+    geo, lastpos = col.get("geoaltitude"), col.get("lastposupdate")
+    last_fix: dict[str, float] = {}
+    for _t, raw in it:
+        if not raw.strip():
+            dec.stats["empty"] += 1
+            continue
+        f = raw.decode("ascii", "replace").split(",")
+        try:
+            icao = f[col["icao24"]]
+            t_s = float(f[lastpos]) if lastpos is not None and f[lastpos] else float(f[col["time"]])
+            lat, lon = _opt_float(f[col["lat"]]), _opt_float(f[col["lon"]])
+            geo_m = _opt_float(f[geo]) if geo is not None else None
+            baro_m = _opt_float(f[col["baroaltitude"]])
+            gs, trk, vr = (
+                _opt_float(f[col["velocity"]]),
+                _opt_float(f[col["heading"]]),
+                _opt_float(f[col["vertrate"]]),
+            )
+        except (ValueError, IndexError):
+            dec.stats["undecodable"] += 1
+            continue
+        if last_fix.get(icao) == t_s:
+            dec.stats["stale"] += 1
+            continue
+        last_fix[icao] = t_s
+        vel, var = velocity(gs, trk, vr)
+        m = dec.measurement(
+            t_s,
+            icao,
+            lat,
+            lon,
+            geo_m if geo_m is not None else baro_m,
+            geometric=geo_m is not None,
+            vel=vel,
+            vel_var=var,
+        )
+        if m is not None:
+            yield m

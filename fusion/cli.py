@@ -15,6 +15,9 @@ COMMANDS = [
     "run",
     "keys",
     "subscribe",
+    "cot",
+    "export",
+    "map",
 ]
 
 

@@ -1,0 +1,231 @@
+"""Reading what `fusion replay --out DIR` leaves behind, for export and for the map.
+
+This module owns the reader side of a replay's output directory (fusion.replay writes it):
+
+    cues.jsonl     one cue lifecycle event (a cue body) per line, in publication order
+    tracks.jsonl   the tracks over time, one JSON object per line, either a whole update
+                   {"t_s", "id": [...], "pos": [[lat, lon, alt], ...], "vel", "P", "status",
+                   "ident", "cls", "n_sensors"} or one track per line {"t_s", "id", "lat_deg",
+                   "lon_deg", "alt_m", "vel", "P", "status", "ident", "cls", "n_sensors"}
+                   (lines with the same t_s form one update); status and cls may be codes or
+                   names; P may be absent (then the track has no stated uncertainty)
+    sites          `sites.geojson` in the directory, or the path named by "sites" in
+                   summary.json / manifest.json / run.json
+
+It gives the final picture, the cues still open, and the whole run as (topic, message) pairs
+in time order, which is what the map and the CoT bridge consume.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fusion.messages import CLASS_NAMES, TRACK_STATUS_NAMES, CueEvent, TrackUpdate
+
+MANIFESTS = ("summary.json", "manifest.json", "run.json")
+
+
+class ReplayOutputError(ValueError):
+    """The directory is not a readable replay output; the message says what is wrong where."""
+
+
+@dataclass
+class ReplayOutput:
+    path: Path
+    cues: list[dict[str, Any]] = field(default_factory=list)
+    track_frames: list[TrackUpdate] = field(default_factory=list)
+    sites_path: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    bad_lines: int = 0
+
+    def final_tracks(self) -> TrackUpdate | None:
+        """Each track's latest state (tracks that ended with status free left out)."""
+        if not self.track_frames:
+            return None
+        latest: dict[int, tuple[TrackUpdate, int]] = {}
+        for fr in self.track_frames:
+            for i in range(len(fr)):
+                latest[int(fr.id[i])] = (fr, i)
+        keep = sorted(tid for tid, (fr, i) in latest.items() if int(fr.status[i]) != 0)
+        rows = [latest[t] for t in keep]
+        t_s = max(fr.t_s for fr in self.track_frames)
+        return _stack(t_s, rows)
+
+    def open_cues(self) -> list[dict[str, Any]]:
+        from fusion.export import open_cues
+
+        return open_cues(self.cues)
+
+    def pairs(self) -> Iterator[tuple[str, Any]]:
+        """Track updates and cue events merged in time order (cues after tracks of the same
+        time, as the service publishes them after the step that caused them)."""
+        items: list[tuple[float, int, int, str, Any]] = []
+        for k, fr in enumerate(self.track_frames):
+            items.append((float(fr.t_s), 0, k, "trk", fr))
+        for k, body in enumerate(self.cues):
+            t = body.get("t_s")
+            t = float(t) if isinstance(t, int | float) else 0.0
+            topic = f"cue.{body.get('rule')}.{body.get('site')}"
+            items.append((t, 1, k, topic, CueEvent(body=body)))
+        items.sort(key=lambda x: (x[0], x[1], x[2]))
+        for _t, _, _, topic, msg in items:
+            yield topic, msg
+
+
+def _stack(t_s: float, rows: list[tuple[TrackUpdate, int]]) -> TrackUpdate:
+    def col(name: str, dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+        if not rows:
+            return np.zeros((0, *shape), dtype)
+        return np.stack([np.asarray(getattr(fr, name)[i], dtype) for fr, i in rows])
+
+    return TrackUpdate(
+        t_s=t_s,
+        id=col("id", np.int64, ()),
+        pos=col("pos", np.float64, (3,)),
+        vel=col("vel", np.float64, (3,)),
+        P=col("P", np.float64, (6, 6)),
+        status=col("status", np.uint8, ()),
+        ident=col("ident", "S24", ()),
+        cls=col("cls", np.uint8, ()),
+        n_sensors=col("n_sensors", np.uint8, ()),
+    )
+
+
+def _code(value: Any, names: tuple[str, ...], default: int) -> int:
+    if isinstance(value, str):
+        return names.index(value) if value in names else default
+    if value is None:
+        return default
+    return int(value)
+
+
+def _row_update(rows: list[dict[str, Any]]) -> TrackUpdate:
+    n = len(rows)
+    pos = np.zeros((n, 3))
+    vel = np.zeros((n, 3))
+    P = np.zeros((n, 6, 6))
+    for k, r in enumerate(rows):
+        if "pos" in r:
+            p = list(r["pos"]) + [0.0] * (3 - len(r["pos"]))
+            pos[k] = p[:3]
+        else:
+            pos[k] = (
+                r.get("lat_deg", r.get("lat")),
+                r.get("lon_deg", r.get("lon")),
+                r.get("alt_m", r.get("alt", 0.0)) or 0.0,
+            )
+        if r.get("vel") is not None:
+            vel[k] = r["vel"]
+        if r.get("P") is not None:
+            P[k] = np.asarray(r["P"], dtype=np.float64).reshape(6, 6)
+    return TrackUpdate(
+        t_s=float(rows[0]["t_s"]),
+        id=np.array([int(r["id"]) for r in rows], np.int64),
+        pos=pos,
+        vel=vel,
+        P=P,
+        status=np.array([_code(r.get("status"), TRACK_STATUS_NAMES, 2) for r in rows], np.uint8),
+        ident=np.array([str(r.get("ident") or "").encode() for r in rows], "S24"),
+        cls=np.array([_code(r.get("cls"), CLASS_NAMES, 0) for r in rows], np.uint8),
+        n_sensors=np.array([int(r.get("n_sensors", 1) or 0) for r in rows], np.uint8),
+    )
+
+
+def _whole_update(d: dict[str, Any]) -> TrackUpdate:
+    ids = np.asarray(d["id"], np.int64).reshape(-1)
+    n = ids.shape[0]
+    rows = [
+        {
+            "t_s": d["t_s"],
+            "id": int(ids[k]),
+            "pos": d["pos"][k],
+            "vel": d["vel"][k] if d.get("vel") is not None else None,
+            "P": d["P"][k] if d.get("P") is not None else None,
+            "status": (d.get("status") or [2] * n)[k],
+            "ident": (d.get("ident") or [""] * n)[k],
+            "cls": (d.get("cls") or [0] * n)[k],
+            "n_sensors": (d.get("n_sensors") or [1] * n)[k],
+        }
+        for k in range(n)
+    ]
+    if not rows:
+        return _stack(float(d["t_s"]), [])
+    return _row_update(rows)
+
+
+def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
+    out, bad = [], 0
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+            else:
+                bad += 1
+    return out, bad
+
+
+def read_replay_dir(path: str | Path) -> ReplayOutput:
+    """Read a replay output directory; raises ReplayOutputError when it holds neither cues
+    nor tracks. Malformed lines are skipped and counted in `bad_lines`."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ReplayOutputError(f"{root}: not a directory")
+    out = ReplayOutput(path=root)
+    for name in MANIFESTS:
+        if (root / name).is_file():
+            try:
+                out.manifest = json.loads((root / name).read_text())
+            except json.JSONDecodeError as exc:
+                raise ReplayOutputError(f"{root / name}: not JSON: {exc}") from exc
+            break
+    cue_file = root / "cues.jsonl"
+    if cue_file.is_file():
+        out.cues, bad = _read_jsonl(cue_file)
+        out.bad_lines += bad
+        out.cues = [c for c in out.cues if "id" in c]
+    trk_file = root / "tracks.jsonl"
+    if trk_file.is_file():
+        lines, bad = _read_jsonl(trk_file)
+        out.bad_lines += bad
+        pending: list[dict[str, Any]] = []
+        for d in lines:
+            try:
+                if isinstance(d.get("id"), list):
+                    if pending:
+                        out.track_frames.append(_row_update(pending))
+                        pending = []
+                    out.track_frames.append(_whole_update(d))
+                else:
+                    if pending and d.get("t_s") != pending[0].get("t_s"):
+                        out.track_frames.append(_row_update(pending))
+                        pending = []
+                    pending.append(d)
+            except (KeyError, TypeError, ValueError, IndexError):
+                out.bad_lines += 1
+        if pending:
+            try:
+                out.track_frames.append(_row_update(pending))
+            except (KeyError, TypeError, ValueError, IndexError):
+                out.bad_lines += 1
+    if not cue_file.is_file() and not trk_file.is_file():
+        raise ReplayOutputError(f"{root}: no cues.jsonl or tracks.jsonl")
+    if (root / "sites.geojson").is_file():
+        out.sites_path = root / "sites.geojson"
+    elif isinstance(out.manifest.get("sites"), str):
+        p = Path(out.manifest["sites"])
+        out.sites_path = p if p.is_absolute() else (root / p if (root / p).exists() else p)
+    return out

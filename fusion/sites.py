@@ -129,7 +129,7 @@ class SiteSet:
         bounds = np.zeros((A, 4))
         for a, s in enumerate(areas):
             margin = 0.0
-            for rule in ("incursion", "dark_target"):
+            for rule in ("incursion", "dark_target", "loiter"):
                 if rule in s.rules:
                     margin = max(margin, s.rules[rule]["exit_margin_m"])
             if "approach" in s.rules:

@@ -1,0 +1,112 @@
+"""RuleEngine: runs every rule over one scan and returns the cue events it causes.
+
+This module owns the order of a scan: select the tracks the rules consider (confirmed and
+coasting), predict them to the scan time, find their (track, area) pairs once, let each rule
+produce its findings, and pass them to the cue lifecycle (fusion.cues). The output is a list
+of cue bodies in a deterministic order; the caller stores them (fusion.store) and publishes
+them. Nothing here touches sockets, files or the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from fusion.cues import CueBook, CueConfig
+from fusion.messages import Detections
+from fusion.picture import TrackPicture
+from fusion.rules.approach import Approach
+from fusion.rules.base import RULE_STATUSES, ScanContext
+from fusion.rules.dark_target import DarkTarget
+from fusion.rules.fire_event import FireEvent
+from fusion.rules.incursion import Incursion
+from fusion.rules.line_crossing import LineCrossing
+from fusion.rules.loiter import Loiter
+from fusion.rules.sensor_outage import SensorOutage
+from fusion.sites import SiteSet
+
+__all__ = ["RuleEngine"]
+
+
+class RuleEngine:
+    """`RuleEngine(sites, config)`; `evaluate(picture, events, sensor_states, now_s)` per scan.
+
+    config: a CueConfig or a mapping {"update_interval_s": 5.0, "close_after_s": {rule: s}}.
+    Scans must come in non-decreasing `now_s`. Not thread-safe: one engine per service.
+    """
+
+    def __init__(self, sites: SiteSet, config: CueConfig | Mapping[str, Any] | None = None):
+        self.sites = sites
+        if not isinstance(config, CueConfig):
+            config = CueConfig.from_dict(config)
+        self.config = config
+        self.rules = [
+            Incursion(sites),
+            Approach(sites),
+            LineCrossing(sites),
+            Loiter(sites),
+            DarkTarget(sites),
+            FireEvent(sites),
+            SensorOutage(sites),
+        ]
+        self.book = CueBook(sites, config)
+        self.last_now_s = -np.inf
+
+    def evaluate(
+        self,
+        picture: TrackPicture,
+        events: list[Detections] | None = None,
+        sensor_states: dict[str, dict[str, Any]] | None = None,
+        now_s: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Cue bodies (open, update, close) caused by this scan, in a deterministic order."""
+        now = float(picture.t_s if now_s is None else now_s)
+        if not np.isfinite(now):
+            raise ValueError("evaluate: now_s must be finite")
+        if now < self.last_now_s:
+            raise ValueError(f"evaluate: time went back ({now} < {self.last_now_s})")
+        self.last_now_s = now
+        ctx = self.context(picture, events or [], sensor_states or {}, now)
+        findings = [rule.evaluate(ctx) for rule in self.rules]
+        return self.book.step(findings, ctx)
+
+    def context(self, picture, events, sensor_states, now_s: float) -> ScanContext:
+        """The scan's prepared inputs: tracks predicted to now_s, their area pairs."""
+        rows = np.flatnonzero(np.isin(picture.status, RULE_STATUSES)).astype(np.int64)
+        x = picture.x[rows]
+        ok = np.isfinite(x).all(axis=1)
+        if not ok.all():  # a broken track must not take the scan down
+            rows, x = rows[ok], x[ok]
+        dt = np.maximum(now_s - picture.t_upd_s[rows], 0.0)
+        xy = x[:, 0:2] + x[:, 3:5] * dt[:, None]
+        v = np.ascontiguousarray(x[:, 3:5])
+        P = picture.P[rows]
+        Ppv = P[:, 0:2, 3:5]
+        Pxy = (
+            P[:, 0:2, 0:2]
+            + dt[:, None, None] * (Ppv + np.swapaxes(Ppv, 1, 2))
+            + (dt**2)[:, None, None] * P[:, 3:5, 3:5]
+        )
+        pairs = self.sites.area_pairs(xy, v)
+        return ScanContext(
+            sites=self.sites,
+            now_s=now_s,
+            picture=picture,
+            rows=rows,
+            ids=picture.id[rows].astype(np.int64),
+            xy=xy,
+            v=v,
+            Pxy=Pxy,
+            pairs=pairs,
+            events=list(events),
+            sensor_states=dict(sensor_states),
+        )
+
+    def restore(self, open_bodies: list[dict[str, Any]]) -> int:
+        """Continue cues left open by a previous run (CueStore.open_cues())."""
+        return self.book.restore(open_bodies)
+
+    def open_cues(self) -> int:
+        return len(self.book.open)

@@ -1,0 +1,108 @@
+"""`line_crossing`: a confirmed track that crossed a line of contact toward its protected side.
+
+Per line and track, the rule remembers the last side it believes the track is on. A side is
+believed only when the signed distance s (positive on the protected side) exceeds
+max(hysteresis_m, k_sigma * sigma), sigma the track's position standard deviation across the
+line; in between, the belief stays as it was. A crossing is a belief changing from the far
+side to the protected side: then the cue opens. It holds while the belief stays protected
+(even past band_m from the line, while the track lives) and ends once the track is believed
+back on the far side. A track first seen on the protected side never cues, and a track
+wandering along the line under measurement noise never reaches belief on both sides, so it
+opens at most one cue.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fusion.rules.base import Findings, PairMemory, ScanContext
+from fusion.rules.text import distance_text
+from fusion.sites import Site, SiteSet
+
+NAME = "line_crossing"
+_FORGET_S = 300.0  # memory of tracks not seen for this long is dropped
+
+
+class LineCrossing:
+    name = NAME
+
+    def __init__(self, sites: SiteSet) -> None:
+        self.sites = sites
+        self.lines = [
+            (n, int(j)) for n, j in enumerate(sites.line_site) if NAME in sites.sites[j].rules
+        ]
+        # side: +1 protected, -1 far side, 0 not yet believed; crossed: a crossing cue holds
+        self.memory = PairMemory(
+            {"side": np.int8(0), "crossed": False, "t_seen": 0.0, "t_cross": 0.0, "s": 0.0,
+             "sigma": 0.0}
+        )  # fmt: skip
+
+    def evaluate(self, ctx: ScanContext) -> Findings:
+        found_i, found_site, found_enter = [], [], []
+        found_s, found_sigma, found_since = [], [], []
+        for n, j in self.lines:
+            prm = self.sites.sites[j].rules[NAME]
+            idx, s, u = self.sites.line_sides(n, ctx.xy, band_m=prm["band_m"])
+            sigma = ctx.sigma_along(idx, u)
+            thr = np.maximum(prm["hysteresis_m"], prm["k_sigma"] * sigma)
+            belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
+            codes = PairMemory.code(ctx.ids[idx], np.full(len(idx), j))
+            _, old = self.memory.get(codes)
+            side = np.where(belief != 0, belief, old["side"]).astype(np.int8)
+            crossing = (old["side"] == -1) & (belief == 1)
+            crossed = (old["crossed"] | crossing) & (side == 1)
+            t_cross = np.where(crossing, ctx.now_s, old["t_cross"])
+            self.memory.put(
+                codes,
+                {"side": side, "crossed": crossed, "t_seen": np.full(len(idx), ctx.now_s),
+                 "t_cross": t_cross, "s": s, "sigma": sigma},
+            )  # fmt: skip
+            # every crossed track of this line still in the picture, in the band or beyond it
+            tid, site = PairMemory.split(self.memory.codes)
+            mine = (site == j) & self.memory.cols["crossed"]
+            rows = ctx.index_of(tid[mine])
+            live = rows >= 0
+            slots = np.flatnonzero(mine)[live]
+            rows = rows[live]
+            in_band = np.isin(rows, idx)
+            self.memory.cols["t_seen"][slots] = ctx.now_s
+            cross_now = np.isin(rows, idx[crossing])
+            found_i.append(rows)
+            found_site.append(np.full(len(rows), j))
+            found_enter.append(cross_now)
+            found_s.append(np.where(in_band, self.memory.cols["s"][slots], np.nan))
+            found_sigma.append(self.memory.cols["sigma"][slots])
+            found_since.append(ctx.now_s - self.memory.cols["t_cross"][slots])
+        stale = ctx.now_s - self.memory.cols["t_seen"] <= _FORGET_S
+        if not stale.all():
+            self.memory.keep(stale)
+        if not found_i:
+            return Findings.for_tracks(NAME, ctx, [], [], [])
+        s = np.concatenate(found_s)
+        sigma = np.concatenate(found_sigma)
+        conf = np.clip(np.where(np.isnan(s), 1.0, s / np.maximum(3.0 * sigma, 1e-9)), 0.5, 1.0)
+        return Findings.for_tracks(
+            NAME,
+            ctx,
+            np.concatenate(found_i),
+            np.concatenate(found_site),
+            np.concatenate(found_enter),
+            metrics={
+                "beyond_m": s,
+                "sigma_m": sigma,
+                "since_crossing_s": np.concatenate(found_since),
+            },
+            conf=conf,
+        )
+
+
+def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
+    who = ev["who"]
+    if state == "close":
+        return f"{who} is back across {site.name} or no longer tracked"
+    beyond = ev.get("beyond_m")
+    where = "" if beyond is None else f", {distance_text(beyond)} beyond it"
+    verb = "crossed" if state == "open" else "remains across"
+    return f"{who} {verb} {site.name} toward the protected side{where}"

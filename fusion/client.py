@@ -222,13 +222,9 @@ class Subscription:
             if self._wants(topic):
                 history.append(Received(topic, CueEvent(body), 0, 0.0, from_history=True))
             self.last_cue_seq = max(self.last_cue_seq, int(body["seq"]))
-        live = [r for r in self._pending if not self._is_old_cue(r)]
-        self._pending = deque(history + live)
-
-    def _is_old_cue(self, r: Received) -> bool:
-        return isinstance(r.message, CueEvent) and int(r.message.body.get("seq", 0)) <= (
-            self.last_cue_seq
-        )
+        # Live messages read before the history stay queued behind it; `_accept` drops the
+        # cues among them that the history already holds.
+        self._pending = deque(history + list(self._pending))
 
     def _read_one(self) -> Received | None:
         frames = self.sock.recv_multipart()
@@ -258,16 +254,15 @@ class Subscription:
         """The next message, or None after `timeout_s` without one."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
-            if self._pending:
-                return self._pending.popleft()
+            while self._pending:
+                r = self._pending.popleft()
+                if r.from_history or self._accept(r):
+                    return r
             self._maybe_report()
             wait_ms = 200 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
             if self.sock.poll(min(wait_ms, 200)):
                 r = self._read_one()
                 if r is not None and self._accept(r):
-                    if self._pending:
-                        self._pending.append(r)
-                        return self._pending.popleft()
                     return r
             elif deadline is not None and time.monotonic() >= deadline:
                 return None

@@ -226,3 +226,53 @@ class RawAdapter:
 
     def close(self) -> None:
         self.sock.close(0)
+
+
+def straight_targets(
+    n_targets: int,
+    n_scans: int,
+    *,
+    t0_s: float,
+    dt_s: float = 1.0,
+    sensor: str = "radar",
+    origin: tuple[float, float, float] = (46.5, 31.0, 0.0),
+    spread_m: float = 20_000.0,
+    seed: int = 1,
+    cls: int = 2,
+    start: tuple[float, float] | None = None,
+    velocity: tuple[float, float] | None = None,
+) -> list[Detections]:
+    """Scans of `n_targets` moving in straight lines, as `pos` batches (one per scan, the
+    targets spread at least 1 km apart so association is unambiguous)."""
+    from fusion.geo import LocalFrame
+
+    rng = np.random.default_rng(seed)
+    frame = LocalFrame(*origin)
+    side = int(np.ceil(np.sqrt(n_targets)))
+    step = max(spread_m * 2 / side, 1000.0)
+    grid = np.array([(i % side, i // side) for i in range(n_targets)], float)
+    p0 = np.column_stack([grid * step - spread_m, np.zeros(n_targets)])
+    if start is not None:
+        p0[:, :2] += np.asarray(start)
+    speed = rng.uniform(5.0, 15.0, n_targets)
+    heading = rng.uniform(0, 2 * np.pi, n_targets)
+    v = np.column_stack([speed * np.sin(heading), speed * np.cos(heading), np.zeros(n_targets)])
+    if velocity is not None:
+        v[:, 0], v[:, 1] = velocity
+    R = np.diag([100.0, 100.0, 400.0])
+    out = []
+    for k in range(n_scans):
+        t = t0_s + k * dt_s
+        enu = p0 + v * (k * dt_s) + rng.normal(0, 1, (n_targets, 3)) * [10.0, 10.0, 20.0]
+        out.append(
+            Detections(
+                sensor=sensor,
+                seq=k + 1,
+                kind="pos",
+                t=np.full(n_targets, t),
+                z=frame.to_geodetic(enu),
+                R=np.tile(R, (n_targets, 1, 1)),
+                cls=np.full(n_targets, cls, np.uint8),
+            )
+        )
+    return out

@@ -37,6 +37,7 @@ __all__ = [
     "ct_F_into",
     "model_F_into",
     "cv_predict_into",
+    "ct_predict_into",
 ]
 
 STATE_DIM = 6
@@ -145,6 +146,85 @@ def cv_predict_into(x: np.ndarray, P: np.ndarray, dt_s: float, q_h: float, q_v: 
         q = q_v if k == 2 else q_h
         P[k, k] += q * a
         P[k, k + 3] += q * b
+        P[k + 3, k + 3] += q * dt_s
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
+
+
+@njit
+def ct_predict_into(
+    x: np.ndarray,
+    P: np.ndarray,
+    dt_s: float,
+    omega_rad_s: float,
+    q_h: float,
+    q_v: float,
+    FP: np.ndarray,
+) -> None:
+    """Predict one state ``x`` (6,) and covariance ``P`` (6, 6) in place with CT(omega).
+
+    ``FP`` (6, 6) is scratch. F has at most three non-zeros per row, so F P and (F P) F^T are
+    written as row and column combinations; the upper triangle is computed and mirrored. Tiny
+    turns (|omega dt| < 1e-12) are CV.
+    """
+    wt = omega_rad_s * dt_s
+    if abs(wt) < _TURN_EPS:
+        cv_predict_into(x, P, dt_s, q_h, q_v)
+        return
+    s = math.sin(wt)
+    c = math.cos(wt)
+    a = s / omega_rad_s
+    b = (1.0 - c) / omega_rad_s
+    # x = F x
+    x0 = x[0] + a * x[3] - b * x[4]
+    x1 = x[1] + b * x[3] + a * x[4]
+    x2 = x[2] + dt_s * x[5]
+    x3 = c * x[3] - s * x[4]
+    x4 = s * x[3] + c * x[4]
+    x[0] = x0
+    x[1] = x1
+    x[2] = x2
+    x[3] = x3
+    x[4] = x4
+    # FP = F P, row combinations of P
+    for j in range(6):
+        p3 = P[3, j]
+        p4 = P[4, j]
+        FP[0, j] = P[0, j] + a * p3 - b * p4
+        FP[1, j] = P[1, j] + b * p3 + a * p4
+        FP[2, j] = P[2, j] + dt_s * P[5, j]
+        FP[3, j] = c * p3 - s * p4
+        FP[4, j] = s * p3 + c * p4
+        FP[5, j] = P[5, j]
+    # P = FP F^T, the same combinations on columns (upper triangle)
+    for i in range(6):
+        f3 = FP[i, 3]
+        f4 = FP[i, 4]
+        col0 = FP[i, 0] + a * f3 - b * f4
+        col1 = FP[i, 1] + b * f3 + a * f4
+        col2 = FP[i, 2] + dt_s * FP[i, 5]
+        col3 = c * f3 - s * f4
+        col4 = s * f3 + c * f4
+        col5 = FP[i, 5]
+        if i <= 0:
+            P[i, 0] = col0
+        if i <= 1:
+            P[i, 1] = col1
+        if i <= 2:
+            P[i, 2] = col2
+        if i <= 3:
+            P[i, 3] = col3
+        if i <= 4:
+            P[i, 4] = col4
+        P[i, 5] = col5
+    dt2 = dt_s * dt_s
+    qa = dt2 * dt_s / 3.0
+    qb = dt2 / 2.0
+    for k in range(3):
+        q = q_v if k == 2 else q_h
+        P[k, k] += q * qa
+        P[k, k + 3] += q * qb
         P[k + 3, k + 3] += q * dt_s
     for i in range(6):
         for j in range(i):

@@ -22,7 +22,7 @@ import numpy as np
 
 from fusion.geo import aer_jacobian_into, aer_of, wrap_angle
 from fusion.jit import njit
-from fusion.kernels.kalman import joseph_update_row, new_workspace
+from fusion.kernels.kalman import joseph_select_row, joseph_update_row_any, new_workspace
 
 __all__ = [
     "MEAS_POS",
@@ -31,6 +31,7 @@ __all__ = [
     "MEAS_POS_VEL",
     "measurement_dim",
     "linearize_row",
+    "update_row",
     "update_polar",
     "update_bearing",
     "update_measurements",
@@ -113,6 +114,43 @@ def linearize_row(
 
 
 @njit
+def update_row(
+    kind: int,
+    x: np.ndarray,
+    P: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    M: np.ndarray,
+    c: np.ndarray,
+    work: np.ndarray,
+) -> tuple[float, float, int]:
+    """Update one track ``x`` (6,), ``P`` (6, 6) in place with one measurement ``z`` (m,) of
+    covariance ``R`` (m, m), Joseph form. ``work`` from ``new_workspace()`` (slots 6 and 7 are
+    used here for H and y). Returns ``(d2, logdet_S, m)``; ``m == -1`` for a z of the wrong
+    width or an unknown kind, ``d2 == inf`` when S is not positive definite (nothing changes
+    in either case).
+    """
+    y = work[_Y_SLOT, 0]
+    if kind == MEAS_POS or kind == MEAS_POS_VEL:
+        m = measurement_dim(kind, z.shape[0])
+        if m < 0:
+            return math.inf, math.inf, -1
+        for a in range(m):
+            y[a] = z[a] - x[a]
+        if m == 3:
+            d2, logdet = joseph_select_row(x, P, y, R, 3, work)
+        else:
+            d2, logdet = joseph_select_row(x, P, y, R, 6, work)
+        return d2, logdet, m
+    H = work[_H_SLOT]
+    m = linearize_row(kind, x, z, M, c, H, y)
+    if m < 0:
+        return math.inf, math.inf, -1
+    d2, logdet = joseph_update_row_any(x, P, H, y, R, m, work)
+    return d2, logdet, m
+
+
+@njit
 def update_measurements(
     kind: int,
     x: np.ndarray,
@@ -137,17 +175,11 @@ def update_measurements(
     number of pairs applied.
     """
     work = new_workspace()
-    H = work[_H_SLOT]
-    y = work[_Y_SLOT, 0]
     applied = 0
     for k in range(rows.shape[0]):
         r = rows[k]
         j = cols[k]
-        m = linearize_row(kind, x[r], z[j], M, c, H, y)
-        if m < 0:
-            d2[k] = math.inf
-            continue
-        d2[k], _ = joseph_update_row(x[r], P[r], H, y, R[j], m, work)
+        d2[k], _, _ = update_row(kind, x[r], P[r], z[j], R[j], M, c, work)
         if d2[k] < math.inf:
             applied += 1
     return applied

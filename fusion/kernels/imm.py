@@ -25,14 +25,8 @@ import math
 import numpy as np
 
 from fusion.jit import njit
-from fusion.kernels.extended import linearize_row
-from fusion.kernels.kalman import (
-    LOG_2PI,
-    gate_row,
-    joseph_update_row,
-    new_workspace,
-    predict_model_row,
-)
+from fusion.kernels.extended import linearize_row, update_row
+from fusion.kernels.kalman import LOG_2PI, gate_row, new_workspace, predict_model_row
 
 __all__ = ["imm_init", "imm_predict", "imm_update", "imm_combine_row"]
 
@@ -207,8 +201,7 @@ def imm_update(
         d2_comb, _ = gate_row(P[t], H, y, R[j_meas], m, work)
         best = -math.inf
         for j in range(r):
-            linearize_row(kind, xm[s, j], z[j_meas], M, c, H, y)
-            d2j, logdet = joseph_update_row(xm[s, j], Pm[s, j], H, y, R[j_meas], m, work)
+            d2j, logdet, _ = update_row(kind, xm[s, j], Pm[s, j], z[j_meas], R[j_meas], M, c, work)
             if d2j < math.inf:
                 loglik[j] = -0.5 * (d2j + logdet + m * LOG_2PI)
             else:

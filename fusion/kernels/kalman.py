@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from fusion.jit import njit
-from fusion.models import cv_predict_into, cv_Q_into, model_F_into
+from fusion.models import ct_predict_into, cv_predict_into
 
 __all__ = [
     "LOG_2PI",
@@ -28,6 +28,8 @@ __all__ = [
     "predict_cv_row",
     "predict_model_row",
     "joseph_update_row",
+    "joseph_update_row_any",
+    "joseph_select_row",
     "gate_row",
     "predict",
     "predict_per_row",
@@ -74,40 +76,13 @@ def predict_model_row(
 ) -> None:
     """Predict one track in place with CV (``omega_rad_s == 0``) or CT(omega).
 
-    ``work`` is a workspace from ``new_workspace()``. P becomes ``F P F^T + Q``, with the upper
-    triangle computed and mirrored.
+    ``work`` is a workspace from ``new_workspace()`` (slot 9 is used). P becomes ``F P F^T + Q``,
+    with the upper triangle computed and mirrored.
     """
     if omega_rad_s == 0.0:
         cv_predict_into(x, P, dt_s, q_h, q_v)
-        return
-    F = work[_F]
-    FP = work[_AP]
-    Q = work[_KR]
-    v = work[_VEC, 0]
-    model_F_into(dt_s, omega_rad_s, F)
-    cv_Q_into(dt_s, q_h, q_v, Q)
-    for i in range(6):
-        s = 0.0
-        for k in range(6):
-            s += F[i, k] * x[k]
-        v[i] = s
-    for i in range(6):
-        x[i] = v[i]
-    for i in range(6):
-        for j in range(6):
-            s = 0.0
-            for k in range(6):
-                s += F[i, k] * P[k, j]
-            FP[i, j] = s
-    for i in range(6):
-        for j in range(i, 6):
-            s = 0.0
-            for k in range(6):
-                s += FP[i, k] * F[j, k]
-            P[i, j] = s + Q[i, j]
-    for i in range(6):
-        for j in range(i):
-            P[i, j] = P[j, i]
+    else:
+        ct_predict_into(x, P, dt_s, omega_rad_s, q_h, q_v, work[_F])
 
 
 @njit
@@ -275,19 +250,96 @@ def joseph_update_row(
 
 
 @njit
-def _set_position_H(H: np.ndarray) -> None:
+def joseph_select_row(
+    x: np.ndarray, P: np.ndarray, y: np.ndarray, R: np.ndarray, m: int, work: np.ndarray
+) -> tuple[float, float]:
+    """``joseph_update_row`` for H = [I_m 0], a measurement of the first m state components.
+
+    m = 3 is a position, m = 6 position and velocity. Same arguments (without H) and result.
+    Exploits H's structure: P H^T = P[:, :m], (I - K H) P = P - K P[:m, :] and the Joseph
+    product needs only the first m columns, about a third of the general form's work.
+    """
+    L = work[_L]
+    K = work[_K]
+    AP = work[_AP]
+    KR = work[_KR]
+    w = work[_VEC, 1]
+    for i in range(m):
+        for j in range(i, m):
+            v = P[i, j] + 0.5 * (R[i, j] + R[j, i])
+            L[i, j] = v
+            L[j, i] = v
+    if not _cholesky_in_place(L, m):
+        return math.inf, math.inf
+    logdet = 0.0
+    for i in range(m):
+        logdet += 2.0 * math.log(L[i, i])
+    d2 = _mahalanobis(L, y, m, w)
+    for i in range(6):
+        for j in range(m):
+            s = P[i, j]
+            for k in range(j):
+                s -= L[j, k] * K[i, k]
+            K[i, j] = s / L[j, j]
+        for j in range(m - 1, -1, -1):
+            s = K[i, j]
+            for k in range(j + 1, m):
+                s -= L[k, j] * K[i, k]
+            K[i, j] = s / L[j, j]
+    for i in range(6):
+        s = 0.0
+        for j in range(m):
+            s += K[i, j] * y[j]
+        x[i] += s
     for i in range(6):
         for j in range(6):
-            H[i, j] = 0.0
-    for i in range(3):
-        H[i, i] = 1.0
+            s = P[i, j]
+            for k in range(m):
+                s -= K[i, k] * P[k, j]
+            AP[i, j] = s
+    for i in range(6):
+        for j in range(m):
+            s = 0.0
+            for k in range(m):
+                s += K[i, k] * R[k, j]
+            # (K R - A P H^T): the Joseph product (A P A^T + K R K^T) is AP + this times K^T.
+            KR[i, j] = s - AP[i, j]
+    for i in range(6):
+        for j in range(i, 6):
+            s = AP[i, j]
+            for k in range(m):
+                s += KR[i, k] * K[j, k]
+            P[i, j] = s
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
+    return d2, logdet
 
 
 @njit
-def _set_identity_H(H: np.ndarray) -> None:
-    for i in range(6):
-        for j in range(6):
-            H[i, j] = 1.0 if i == j else 0.0
+def joseph_update_row_any(
+    x: np.ndarray,
+    P: np.ndarray,
+    H: np.ndarray,
+    y: np.ndarray,
+    R: np.ndarray,
+    m: int,
+    work: np.ndarray,
+) -> tuple[float, float]:
+    """``joseph_update_row`` with m dispatched to a compile-time constant.
+
+    Same arguments and result. With a literal m LLVM unrolls the small loops, which makes the
+    common dimensions (1, 2, 3, 6) almost twice as fast as with a run-time m.
+    """
+    if m == 3:
+        return joseph_update_row(x, P, H, y, R, 3, work)
+    if m == 6:
+        return joseph_update_row(x, P, H, y, R, 6, work)
+    if m == 2:
+        return joseph_update_row(x, P, H, y, R, 2, work)
+    if m == 1:
+        return joseph_update_row(x, P, H, y, R, 1, work)
+    return joseph_update_row(x, P, H, y, R, m, work)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -444,8 +496,6 @@ def update_position(
     pairs applied.
     """
     work = new_workspace()
-    H = work[_H]
-    _set_position_H(H)
     y = work[_VEC, 0]
     applied = 0
     for k in range(rows.shape[0]):
@@ -453,7 +503,7 @@ def update_position(
         j = cols[k]
         for a in range(3):
             y[a] = z[j, a] - x[r, a]
-        d2[k], _ = joseph_update_row(x[r], P[r], H, y, R[j], 3, work)
+        d2[k], _ = joseph_select_row(x[r], P[r], y, R[j], 3, work)
         if d2[k] < math.inf:
             applied += 1
     return applied
@@ -475,8 +525,6 @@ def update_position_velocity(
     their joint covariance (block-diagonal when position and velocity errors are independent).
     """
     work = new_workspace()
-    H = work[_H]
-    _set_identity_H(H)
     y = work[_VEC, 0]
     applied = 0
     for k in range(rows.shape[0]):
@@ -484,7 +532,7 @@ def update_position_velocity(
         j = cols[k]
         for a in range(6):
             y[a] = z[j, a] - x[r, a]
-        d2[k], _ = joseph_update_row(x[r], P[r], H, y, R[j], 6, work)
+        d2[k], _ = joseph_select_row(x[r], P[r], y, R[j], 6, work)
         if d2[k] < math.inf:
             applied += 1
     return applied

@@ -522,3 +522,46 @@ def test_tls_stream(tmp_path):
     finally:
         sender.close()
         tcp.close()
+
+
+def test_published_cue_reaches_tak_listener_through_the_client():
+    """The production path: Publisher.publish_cue on PUB -> fusion.client -> bridge -> TCP."""
+    zmq = pytest.importorskip("zmq")
+    from fusion.client import FusionClient
+    from fusion.service.publisher import Publisher
+
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.linger = 0
+    port = pub.bind_to_random_port("tcp://127.0.0.1")
+    publisher = Publisher(pub, time.time)
+    client = FusionClient("tcp://127.0.0.1:1", f"tcp://127.0.0.1:{port}", context=ctx)
+    sub = client.subscribe(["cue"], catch_up=False)
+    tcp = TcpListener()
+    sender = open_sender(f"tcp://127.0.0.1:{tcp.port}")
+    bridge = CotBridge(sender.send)
+    try:
+        # the slow joiner: repeat a warm-up cue until one is through
+        seq, deadline = 0, time.monotonic() + 5
+        while not tcp.events and time.monotonic() < deadline:
+            seq += 1
+            publisher.publish_cue({**CUE, "id": f"warm-{seq}", "seq": seq})
+            r = sub.next(timeout_s=0.05)
+            if r is not None:
+                bridge.on_message(r.topic, r.message)
+        n0 = len(tcp.wait(1))
+        t_pub = time.perf_counter()
+        publisher.publish_cue({**CUE, "seq": seq + 1})
+        r = sub.next(timeout_s=1.0)
+        assert r is not None and r.topic == "cue.line_crossing.plant-1"
+        bridge.on_message(r.topic, r.message)
+        t_arr, xml = tcp.wait(n0 + 1)[-1]
+        ev = check_schema(xml)
+        assert ev.get("uid") == "fusion.cue.incursion:plant-1:17"
+        assert t_arr - t_pub < 0.1  # loosely; benchmarks/results/cot.md has the distribution
+    finally:
+        sender.close()
+        tcp.close()
+        sub.close()
+        pub.close()
+        ctx.term()

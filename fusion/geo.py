@@ -48,6 +48,9 @@ WGS84_EP2 = WGS84_E2 / (1.0 - WGS84_E2)  # second eccentricity squared
 # Below this horizontal distance (m) the azimuth of a target is undefined (straight overhead);
 # the Jacobian uses this floor instead of dividing by zero.
 _RHO_FLOOR_M = 1e-9
+# Latitude iterations stop when a round moves the latitude by less than this (about 0.6 um);
+# the round that follows such a step is already at the rounding floor.
+_LAT_TOL_RAD = 1e-13
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,35 +72,62 @@ def ecef_of(lat_rad: float, lon_rad: float, alt_m: float) -> tuple[float, float,
 
 
 @njit
-def geodetic_of(x_m: float, y_m: float, z_m: float) -> tuple[float, float, float]:
-    """Geodetic (lat_rad, lon_rad, alt_m) of one ECEF point.
-
-    Bowring's parametric-latitude iteration, run until the latitude stops changing (two or
-    three rounds reach double precision for any point above a few km below the surface). The
-    height uses the form ``p cos(lat) + z sin(lat) - a sqrt(1 - e2 sin^2 lat)``, which stays
-    accurate at the poles where ``p / cos(lat)`` would not.
-    """
-    p = math.hypot(x_m, y_m)
-    lon = math.atan2(y_m, x_m)
+def _latitude_by_angles(p: float, z_m: float) -> float:
+    """Bowring's iteration on angles; valid everywhere, used where the tangent form is not."""
     beta = math.atan2(z_m, (1.0 - WGS84_F) * p)
     lat = 0.0
-    for _ in range(10):
+    for i in range(12):
         sb = math.sin(beta)
         cb = math.cos(beta)
         new_lat = math.atan2(
             z_m + WGS84_EP2 * WGS84_B_M * sb * sb * sb,
             p - WGS84_E2 * WGS84_A_M * cb * cb * cb,
         )
-        converged = new_lat == lat
+        done = i > 0 and abs(new_lat - lat) < _LAT_TOL_RAD
         lat = new_lat
-        if converged:
+        if done:
             break
         beta = math.atan2((1.0 - WGS84_F) * math.sin(lat), math.cos(lat))
-    half_pi = 0.5 * math.pi
-    if lat > half_pi:
-        lat = half_pi
-    elif lat < -half_pi:
-        lat = -half_pi
+    return lat
+
+
+@njit
+def geodetic_of(x_m: float, y_m: float, z_m: float) -> tuple[float, float, float]:
+    """Geodetic (lat_rad, lon_rad, alt_m) of one ECEF point.
+
+    Bowring's iteration on the parametric latitude, run until the latitude moves by less than
+    1e-13 rad (each round gains several orders of magnitude: two or three rounds reach double
+    precision at any height above a few km below the surface). It is written on tangents
+    (square roots instead of trigonometric calls); points near the axis deep inside the Earth
+    use the angle form instead. The height uses ``p cos(lat) + z sin(lat) - a sqrt(1 - e2
+    sin^2 lat)``, which stays accurate at the poles where ``p / cos(lat)`` would not.
+    """
+    p = math.hypot(x_m, y_m)
+    lon = math.atan2(y_m, x_m)
+    if p == 0.0:
+        lat = math.copysign(0.5 * math.pi, z_m) if z_m != 0.0 else 0.0
+    else:
+        tb = z_m / ((1.0 - WGS84_F) * p)  # tan of the parametric latitude
+        num = 0.0
+        den = 0.0
+        t_lat = 0.0
+        ok = True
+        for i in range(12):
+            cb = 1.0 / math.sqrt(1.0 + tb * tb)
+            sb = tb * cb
+            num = z_m + WGS84_EP2 * WGS84_B_M * sb * sb * sb
+            den = p - WGS84_E2 * WGS84_A_M * cb * cb * cb
+            if not den > 0.0:
+                ok = False
+                break
+            new_t = num / den
+            # d(lat) = d(tan lat) / (1 + tan^2 lat)
+            done = i > 0 and abs(new_t - t_lat) < _LAT_TOL_RAD * (1.0 + new_t * new_t)
+            t_lat = new_t
+            if done:
+                break
+            tb = (1.0 - WGS84_F) * t_lat
+        lat = math.atan2(num, den) if ok else _latitude_by_angles(p, z_m)
     sl = math.sin(lat)
     alt = p * math.cos(lat) + z_m * sl - WGS84_A_M * math.sqrt(1.0 - WGS84_E2 * sl * sl)
     return lat, lon, alt

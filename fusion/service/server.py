@@ -132,6 +132,7 @@ class FusionService:
         self._replayed_cues: set[tuple[str, str, float]] = set()
         self.cues_suppressed = 0
         self.core_errors = 0
+        self.restore_errors = 0
         self.snapshots_written = 0
         self.last_snapshot_s = 0.0
         self.restored_from: float | None = None
@@ -421,6 +422,7 @@ class FusionService:
             "core_errors": self.core_errors,
             "snapshots": self.snapshots_written,
             "restored_from": self.restored_from,
+            "restore_errors": self.restore_errors,
         }
 
     # -- snapshots and acks ---------------------------------------------------------------------
@@ -471,33 +473,43 @@ class FusionService:
             self._send_ack(sensor)
 
     def _restore(self) -> None:
+        """The latest snapshot: delivery state (processed seqs, acks, counts) always, the core's
+        state only when it is recent enough and readable. Without the core state the tracks
+        start empty, but acknowledged batches are still not processed a second time."""
         loaded = self.store.load_snapshot()
         if loaded is None:
             return
         blob, t_s = loaded
-        age = self.clock() - t_s
-        if age > self.config.service.snapshot_max_age_s:
-            log.warning(
-                "snapshot is %.0f s old (limit %.0f s): starting empty",
-                age,
-                self.config.service.snapshot_max_age_s,
-            )
-            return
         try:
             # The blob is this service's own state in its own store file (not peer input).
             state = pickle.loads(blob)
             if state.get("v") != SNAPSHOT_VERSION:
                 raise ValueError(f"snapshot version {state.get('v')}")
-            self.core.restore(state["core"])
+            window = self.config.service.dedup_window
+            processed = SeqWindows.from_state(state["processed"], window)
         except Exception:
             log.exception("snapshot unreadable: starting empty")
+            self.restore_errors += 1
             return
-        window = self.config.service.dedup_window
-        self.processed = SeqWindows.from_state(state["processed"], window)
-        self.received = self.processed.copy()
+        self.processed = processed
+        self.received = processed.copy()
         self.ingest.windows = self.received
         self.processed_detections = dict(state.get("processed_detections", {}))
         self.durable_ack = dict(state.get("acks", {}))
+        age = self.clock() - t_s
+        if age > self.config.service.snapshot_max_age_s:
+            log.warning(
+                "snapshot is %.0f s old (limit %.0f s): tracks start empty",
+                age,
+                self.config.service.snapshot_max_age_s,
+            )
+            return
+        try:
+            self.core.restore(state["core"])
+        except Exception:
+            log.exception("tracker/rules state not restorable: tracks start empty")
+            self.restore_errors += 1
+            return
         for body in self.store.since(int(state.get("cue_seq", 0)), limit=1_000_000):
             self._replayed_cues.add(
                 (str(body.get("id")), str(body.get("state")), float(body.get("t_s", 0.0)))

@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = [
     # one line per sub-command module in sensors/commands
+    "run", "convert", "replay",
 ]
 
 

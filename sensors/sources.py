@@ -152,6 +152,7 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
     b"\xa1\xb2\x3c\x4d": (">", 1e-9),
 }
+PCAP_MAGICS = tuple(_PCAP_MAGIC)
 LINKTYPE_ETHERNET, LINKTYPE_RAW, LINKTYPE_LINUX_SLL = 1, 101, 113
 
 

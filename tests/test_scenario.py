@@ -36,9 +36,10 @@ def sites_file(tmp_path_factory) -> str:
 
     doc = {
         "type": "FeatureCollection",
+        "properties": {"origin": [LAT0, LON0, 0.0]},
         "features": [
             feat(
-                {"id": "loc", "kind": "line_of_contact"},
+                {"id": "loc", "kind": "line_of_contact", "protected_side": "right"},
                 {
                     "type": "LineString",
                     "coordinates": [
@@ -59,16 +60,20 @@ def sites_file(tmp_path_factory) -> str:
                     "kind": "bridge",
                     "radius_m": 300,
                     "buffer_m": 1000,
-                    "dwell_s": 60,
+                    "rules": {"loiter": {"dwell_s": 60}},
                 },
                 {"type": "Point", "coordinates": _ll(-12e3, -4e3)},
+            ),
+            feat(
+                {"id": "depot", "kind": "depot", "radius_m": 400, "buffer_m": 1000},
+                {"type": "Point", "coordinates": _ll(-28e3, -8e3)},
             ),
             feat(
                 {"id": "port", "kind": "port", "buffer_m": 1000},
                 {"type": "Polygon", "coordinates": _circle(15e3, -15e3, 2e3)},
             ),
             feat(
-                {"id": "corridor", "kind": "maritime_corridor", "requires_identity": True},
+                {"id": "corridor", "kind": "corridor"},
                 {
                     "type": "Polygon",
                     "coordinates": [
@@ -108,10 +113,10 @@ def test_every_scripted_breach_kind_is_present_with_its_site(scenario) -> None:
     got = {(b.rule, b.site) for b in scenario.breaches}
     for want in [
         ("line_crossing", "loc"),
-        ("approach", "port"),
+        ("approach", "plant"),
         ("loiter", "bridge"),
         ("dark_target", "corridor"),
-        ("fire_event", "plant"),
+        ("fire_event", "depot"),
     ]:
         assert want in got
     for b in scenario.breaches:

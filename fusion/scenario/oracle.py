@@ -13,9 +13,6 @@ import shapely
 from shapely.geometry import LineString
 
 from fusion.scenario.motion import Trajectory
-from fusion.scenario.theatre import Feature, Theatre
-
-APPROACH_HORIZON_S = 120.0  # rule default when a site does not set `horizon_s`
 
 
 def side_of_line(line: LineString, xy: np.ndarray) -> np.ndarray:
@@ -34,33 +31,18 @@ def side_of_line(line: LineString, xy: np.ndarray) -> np.ndarray:
     return np.where(cross >= 0, 1, -1)
 
 
-def protected_sign(theatre: Theatre, line: Feature) -> int:
-    """Which side of the line (+1 left, -1 right) is protected: the file's `protected_side`
-    ("left"/"right" of the line's digitised direction), else the side of most sites."""
-    side = str(line.props.get("protected_side", "")).lower()
-    if side in ("left", "right"):
-        return 1 if side == "left" else -1
-    centres = np.array([f.centre for f in theatre.areas]) if theatre.areas else np.zeros((0, 2))
-    if len(centres) == 0:
-        return 1
-    return 1 if side_of_line(line.geom, centres).sum() >= 0 else -1
-
-
-def crossing_time(traj: Trajectory, line: LineString, sign: int) -> float | None:
-    """First time the path crosses `line` onto the side `sign`, or None."""
+def crossing_time(
+    traj: Trajectory, line: LineString, sign: int, hysteresis_m: float = 0.0
+) -> float | None:
+    """First time the path, having been at least `hysteresis_m` on the far side of `line`, is
+    `hysteresis_m` inside the side `sign`, or None."""
     xy = traj.pos[:, :2]
-    near = shapely.distance(shapely.points(xy), line) < 200.0
-    if not near.any():
+    d = shapely.distance(shapely.points(xy), line) * side_of_line(line, xy) * sign  # signed
+    far = np.flatnonzero(d <= -max(hysteresis_m, 1e-9))
+    if not len(far):
         return None
-    s = side_of_line(line, xy)
-    for k in np.flatnonzero(near[1:] & (s[1:] == sign) & (s[:-1] != sign)):
-        seg = LineString([xy[k], xy[k + 1]])
-        if seg.intersects(line):
-            # Linear interpolation along the step to the intersection point.
-            ip = seg.intersection(line)
-            f = np.hypot(*(np.asarray(ip.coords[0]) - xy[k])) / max(seg.length, 1e-9)
-            return float(traj.t_s[k] + f * (traj.t_s[k + 1] - traj.t_s[k]))
-    return None
+    inside = np.flatnonzero((d >= hysteresis_m) & (np.arange(len(d)) > far[0]))
+    return float(traj.t_s[inside[0]]) if len(inside) else None
 
 
 def entry_time(traj: Trajectory, area, t_from: float = -np.inf) -> float | None:

@@ -1,25 +1,23 @@
-"""The theatre a scenario plays in: the sites file read into plain ENU geometry.
+"""The theatre a scenario plays in: the sites file's geometry and rule parameters in ENU.
 
-This module owns the scenario generator's reading of a sites GeoJSON file. It deliberately reads
-only geometry and a few properties (id, kind, buffer, radius, rule parameters) so that the
-generator does not depend on the rule engine; the rules load the same file with
-`fusion.sites.load_sites`. Coordinates are in the local ENU frame at the theatre origin (m).
+This module owns the scenario generator's view of a sites file. It loads the file with
+`fusion.sites.load_sites` (so the scenario and the rule engine agree on geometry, buffers and
+rule parameters) and keeps, per feature, shapely geometry in the local ENU frame at the
+theatre origin (m) and the enabled rules with their parameters. It never evaluates rules.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
-from shapely.geometry import LineString, Point, Polygon, shape
+from shapely.geometry import LineString
 from shapely.geometry.base import BaseGeometry
 
 from fusion.geo import LocalFrame
+from fusion.sites import SiteSet, load_sites
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_SITES = ROOT / "configs" / "sites" / "demo.geojson"
@@ -27,40 +25,34 @@ DEMO_SITES = ROOT / "configs" / "sites" / "demo.geojson"
 
 @dataclass(eq=False)
 class Feature:
-    """One feature of the sites file in ENU: `geom` is a shapely geometry (m)."""
+    """One site of the file in ENU: `geom` is the site proper (a Point site's disc),
+    `rules` the enabled rules with their parameters merged with the defaults."""
 
     id: str
     kind: str
     geom: BaseGeometry
-    props: dict[str, Any]
+    buffer_m: float
+    rules: dict[str, dict[str, float]]
+    requires_ident: bool = False
+    protected_side: str | None = None
+    props: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def buffer_m(self) -> float:
-        return float(self.props.get("buffer_m", 0.0) or 0.0)
+    def is_line(self) -> bool:
+        return isinstance(self.geom, LineString)
 
     @property
     def area(self) -> BaseGeometry:
-        """The site with its radius (points) and buffer: where `incursion` would fire."""
-        g = self.geom
-        if isinstance(g, Point):
-            g = g.buffer(float(self.props.get("radius_m", 0.0) or 0.0), 64)
-        return g.buffer(self.buffer_m, 64) if self.buffer_m > 0 else g
+        """The site with its buffer: where `incursion` would fire."""
+        return self.geom.buffer(self.buffer_m, 64) if self.buffer_m > 0 else self.geom
 
     @property
     def centre(self) -> np.ndarray:
         c = self.geom.centroid
         return np.array([c.x, c.y])
 
-    def param(self, name: str, default: float) -> float:
-        """A rule parameter from the feature's properties (flat or under `rules`)."""
-        if name in self.props:
-            return float(self.props[name])
-        rules = self.props.get("rules")
-        if isinstance(rules, dict):
-            for v in rules.values():
-                if isinstance(v, dict) and name in v:
-                    return float(v[name])
-        return default
+    def param(self, rule: str, name: str, default: float = 0.0) -> float:
+        return float(self.rules.get(rule, {}).get(name, default))
 
 
 @dataclass(eq=False)
@@ -71,9 +63,7 @@ class Theatre:
     frame: LocalFrame
     features: list[Feature] = field(default_factory=list)
     path: Path | None = None
-
-    def by_kind(self, *kinds: str) -> list[Feature]:
-        return [f for f in self.features if f.kind in kinds]
+    sites: SiteSet | None = None
 
     def get(self, fid: str) -> Feature:
         for f in self.features:
@@ -83,84 +73,39 @@ class Theatre:
 
     @property
     def lines(self) -> list[Feature]:
-        return [f for f in self.features if isinstance(f.geom, LineString)]
+        return [f for f in self.features if f.is_line]
 
     @property
     def areas(self) -> list[Feature]:
-        return [f for f in self.features if not isinstance(f.geom, LineString)]
+        return [f for f in self.features if not f.is_line]
+
+    def with_rule(self, rule: str) -> list[Feature]:
+        return [f for f in self.features if rule in f.rules]
 
     def to_geodetic(self, enu: np.ndarray) -> np.ndarray:
         return self.frame.to_geodetic(np.asarray(enu, dtype=np.float64).reshape(-1, 3))
-
-    def to_enu(self, llh: np.ndarray) -> np.ndarray:
-        return self.frame.to_enu(np.asarray(llh, dtype=np.float64).reshape(-1, 3))
-
-
-def _origin_of(doc: dict, coords: list[tuple[float, float]]) -> tuple[float, float, float]:
-    props = doc.get("properties") or {}
-    o = props.get("origin") or doc.get("origin")
-    if isinstance(o, dict):
-        return float(o["lat"]), float(o["lon"]), float(o.get("alt", 0.0))
-    if isinstance(o, list | tuple) and len(o) >= 2:
-        return float(o[0]), float(o[1]), float(o[2]) if len(o) > 2 else 0.0
-    lons = [c[0] for c in coords]
-    lats = [c[1] for c in coords]
-    return round((min(lats) + max(lats)) / 2, 4), round((min(lons) + max(lons)) / 2, 4), 0.0
-
-
-def _all_coords(geom: dict) -> list[tuple[float, float]]:
-    out: list[tuple[float, float]] = []
-
-    def walk(c: Any) -> None:
-        if isinstance(c, list | tuple) and c and isinstance(c[0], int | float):
-            out.append((float(c[0]), float(c[1])))
-        elif isinstance(c, list | tuple):
-            for x in c:
-                walk(x)
-
-    walk(geom.get("coordinates", []))
-    return out
 
 
 def load_theatre(
     path: str | Path = DEMO_SITES, origin: tuple[float, float, float] | None = None
 ) -> Theatre:
-    """Reads a sites GeoJSON file into ENU geometry at `origin` (else the file's own origin,
-    else the centre of its bounding box)."""
+    """Reads a sites GeoJSON file (validated by `fusion.sites`) at `origin`, else at the
+    file's own origin."""
     p = Path(path)
-    doc = json.loads(p.read_text())
-    feats = doc.get("features", [])
-    coords = [c for f in feats for c in _all_coords(f.get("geometry") or {})]
-    if not coords:
-        raise ValueError(f"{p}: no features with coordinates")
-    org = origin if origin is not None else _origin_of(doc, coords)
-    frame = LocalFrame(*org)
-    th = Theatre(origin=tuple(float(v) for v in org), frame=frame, path=p)
-    for i, f in enumerate(feats):
-        props = dict(f.get("properties") or {})
-        g = shape(f["geometry"])
+    frame = LocalFrame(*origin) if origin is not None else None
+    ss = load_sites(p, frame)
+    th = Theatre(origin=tuple(float(v) for v in ss.frame.origin), frame=ss.frame, path=p, sites=ss)
+    for s in ss:
         th.features.append(
             Feature(
-                id=str(props.get("id", f.get("id", f"feature-{i}"))),
-                kind=str(props.get("kind", "site")),
-                geom=_to_enu(g, frame),
-                props=props,
+                id=s.id,
+                kind=s.kind,
+                geom=s.geometry,
+                buffer_m=float(s.buffer_m),
+                rules={k: dict(v) for k, v in s.rules.items()},
+                requires_ident=bool(s.requires_ident),
+                protected_side=s.protected_side,
+                props=dict(s.properties),
             )
         )
     return th
-
-
-def _to_enu(g: BaseGeometry, frame: LocalFrame) -> BaseGeometry:
-    def fn(lonlat: np.ndarray) -> np.ndarray:
-        llh = np.column_stack([lonlat[:, 1], lonlat[:, 0], np.zeros(len(lonlat))])
-        return frame.to_enu(llh)[:, :2]
-
-    return shapely.transform(g, fn)
-
-
-def heading_deg(a: np.ndarray, b: np.ndarray) -> float:
-    """Heading from a to b (ENU xy), degrees clockwise from north."""
-    return math.degrees(math.atan2(b[0] - a[0], b[1] - a[1])) % 360.0
-
-
-__all__ = ["DEMO_SITES", "Feature", "Theatre", "load_theatre", "heading_deg", "Polygon"]

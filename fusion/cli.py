@@ -18,6 +18,9 @@ COMMANDS = [
     "cot",
     "export",
     "map",
+    "scenario",
+    "replay",
+    "evaluate",
 ]
 
 

@@ -35,8 +35,8 @@ class LineCrossing:
         ]
         # side: +1 protected, -1 far side, 0 not yet believed; crossed: a crossing cue holds
         self.memory = PairMemory(
-            {"side": np.int8(0), "crossed": False, "t_seen": 0.0, "t_cross": 0.0, "s": 0.0,
-             "sigma": 0.0}
+            {"side": np.int8(0), "pend": np.int8(0), "pend_n": np.int16(0), "crossed": False,
+             "t_seen": 0.0, "t_cross": 0.0, "s": 0.0, "sigma": 0.0}
         )  # fmt: skip
 
     def evaluate(self, ctx: ScanContext) -> Findings:
@@ -50,13 +50,22 @@ class LineCrossing:
             belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
             codes = PairMemory.code(ctx.ids[idx], np.full(len(idx), j))
             _, old = self.memory.get(codes)
-            side = np.where(belief != 0, belief, old["side"]).astype(np.int8)
-            crossing = (old["side"] == -1) & (belief == 1)
+            # a change of side must persist for confirm_scans scans; the first belief is free
+            change = (belief != 0) & (belief != old["side"])
+            pend_n = np.where(change & (old["pend"] == belief), old["pend_n"] + 1, 1)
+            pend_n = np.where(change, pend_n, 0).astype(np.int16)
+            pend = np.where(change, belief, 0).astype(np.int8)
+            flip = change & ((old["side"] == 0) | (pend_n >= prm["confirm_scans"]))
+            side = np.where(flip, belief, old["side"]).astype(np.int8)
+            pend[flip] = 0
+            pend_n[flip] = 0
+            crossing = flip & (old["side"] == -1) & (belief == 1)
             crossed = (old["crossed"] | crossing) & (side == 1)
             t_cross = np.where(crossing, ctx.now_s, old["t_cross"])
             self.memory.put(
                 codes,
-                {"side": side, "crossed": crossed, "t_seen": np.full(len(idx), ctx.now_s),
+                {"side": side, "pend": pend, "pend_n": pend_n, "crossed": crossed,
+                 "t_seen": np.full(len(idx), ctx.now_s),
                  "t_cross": t_cross, "s": s, "sigma": sigma},
             )  # fmt: skip
             # every crossed track of this line still in the picture, in the band or beyond it

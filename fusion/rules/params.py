@@ -31,8 +31,13 @@ RULE_DEFAULTS: dict[str, dict[str, float]] = {
         "exit_margin_m": 100.0,
     },
     # a side is believed once the track is farther than max(hysteresis_m, k_sigma * sigma)
-    # from the line; sides are remembered for tracks within band_m of the line
-    "line_crossing": {"hysteresis_m": 150.0, "k_sigma": 2.0, "band_m": 20000.0},
+    # from the line on confirm_scans consecutive scans; sides are tracked within band_m
+    "line_crossing": {
+        "hysteresis_m": 150.0,
+        "k_sigma": 2.0,
+        "confirm_scans": 3.0,
+        "band_m": 20000.0,
+    },
     # continuously inside the site or its buffer for dwell_s (gaps up to grace_s forgiven)
     "loiter": {"dwell_s": 600.0, "grace_s": 30.0, "exit_margin_m": 100.0},
     # a confirmed track with at least min_hits updates and no cooperative identity in a zone

@@ -37,6 +37,7 @@ __all__ = [
     "aer_jacobian_into",
     "enu_of_aer",
     "wrap_angle",
+    "warm_up",
 ]
 
 WGS84_A_M = 6378137.0
@@ -459,3 +460,15 @@ class LocalFrame:
         out = np.empty((arr.shape[0], 3, 3))
         _rotation_at(arr, self.R0, out)
         return _shaped(out, single)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel here on tiny arrays of the real dtypes."""
+    frame = LocalFrame(45.0, 30.0, 0.0)
+    llh = np.array([[45.1, 30.1, 100.0]])
+    enu = frame.to_enu(llh)
+    frame.to_geodetic(enu)
+    frame.rotation_at(llh)
+    ecef_to_geodetic(geodetic_to_ecef(llh))
+    aer_to_enu(enu_to_aer(enu))
+    aer_jacobian(enu)

@@ -247,6 +247,26 @@ def test_non_positive_definite_innovation_is_skipped() -> None:
     assert g[0] == np.inf
 
 
+def test_non_finite_measurement_is_skipped() -> None:
+    rng = np.random.default_rng(55)
+    x, P = _tracks(rng, 3)
+    z = x[:, :3] + 5.0
+    z[0, 1] = np.nan
+    z[1, 2] = np.inf
+    R = np.broadcast_to(np.eye(3) * 100.0, (3, 3, 3)).copy()
+    rows = np.arange(3, dtype=np.int64)
+    x1, P1 = x.copy(), P.copy()
+    d2 = np.empty(3)
+    assert update_position(x1, P1, rows, rows, z, R, d2) == 1
+    assert d2[0] == np.inf and d2[1] == np.inf and np.isfinite(d2[2])
+    np.testing.assert_array_equal(x1[:2], x[:2])
+    np.testing.assert_array_equal(P1[:2], P[:2])
+    R[2, 0, 0] = np.nan
+    x2, P2 = x.copy(), P.copy()
+    assert update_position(x2, P2, rows[2:], rows[2:], z, R, d2) == 0
+    np.testing.assert_array_equal(x2, x)
+
+
 def test_covariance_stays_spd_over_a_long_run() -> None:
     rng = np.random.default_rng(60)
     x, P = _tracks(rng, 3)

@@ -35,6 +35,7 @@ __all__ = [
     "update_polar",
     "update_bearing",
     "update_measurements",
+    "warm_up",
 ]
 
 MEAS_POS, MEAS_POLAR, MEAS_BEARING, MEAS_POS_VEL = 0, 1, 2, 3
@@ -221,3 +222,19 @@ def update_bearing(
     See ``update_measurements`` for the arrays and effects.
     """
     return update_measurements(MEAS_BEARING, x, P, rows, cols, z, R, M, c, d2)
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel here on tiny arrays of the real dtypes."""
+    x = np.array([[1000.0, 1000.0, 100.0, 0.0, 0.0, 0.0]])
+    P = np.eye(6)[None].copy()
+    rows = np.zeros(1, dtype=np.int64)
+    M, c = np.eye(3), np.zeros(3)
+    d2 = np.empty(1)
+    for kind, m in ((MEAS_POS, 3), (MEAS_POS_VEL, 6), (MEAS_POLAR, 3), (MEAS_BEARING, 2)):
+        z = np.zeros((1, m))
+        if kind == MEAS_POLAR:
+            z[0, 0] = 1400.0
+        update_measurements(kind, x, P, rows, rows, z, np.eye(m)[None].copy(), M, c, d2)
+    update_polar(x, P, rows, rows, np.array([[1400.0, 0.7, 0.0]]), np.eye(3)[None].copy(), M, c, d2)
+    update_bearing(x, P, rows, rows, np.array([[0.7]]), np.eye(1)[None].copy(), M, c, d2)

@@ -28,7 +28,7 @@ from fusion.jit import njit
 from fusion.kernels.extended import linearize_row, update_row
 from fusion.kernels.kalman import LOG_2PI, gate_row, new_workspace, predict_model_row
 
-__all__ = ["imm_init", "imm_predict", "imm_update", "imm_combine_row"]
+__all__ = ["imm_init", "imm_predict", "imm_update", "imm_combine_row", "warm_up"]
 
 _H_SLOT, _Y_SLOT = 6, 7
 
@@ -223,3 +223,24 @@ def imm_update(
         d2[i] = d2_comb
         applied += 1
     return applied
+
+
+def warm_up(r: int = 3) -> None:
+    """Compile (or load from numba's cache) the IMM kernels on tiny arrays of the real dtypes."""
+    from fusion.kernels.extended import MEAS_BEARING, MEAS_POLAR, MEAS_POS, MEAS_POS_VEL
+
+    x = np.array([[1000.0, 1000.0, 100.0, 0.0, 0.0, 0.0]])
+    P = np.eye(6)[None].copy()
+    mu = np.zeros((1, r))
+    xm, Pm = np.zeros((1, r, 6)), np.zeros((1, r, 6, 6))
+    rows = np.zeros(1, dtype=np.int64)
+    mu0 = np.full(r, 1.0 / r)
+    imm_init(x, P, mu, xm, Pm, rows, rows, mu0)
+    omega = np.linspace(-0.05, 0.05, r)
+    trans = np.full((r, r), 1.0 / r)
+    imm_predict(x, P, mu, xm, Pm, rows, rows, np.ones(1), omega, mu0, mu0, trans)
+    M, c = np.eye(3), np.zeros(3)
+    d2 = np.empty(1)
+    for kind, m in ((MEAS_POS, 3), (MEAS_POS_VEL, 6), (MEAS_POLAR, 3), (MEAS_BEARING, 1)):
+        z = np.zeros((1, m))
+        imm_update(kind, x, P, mu, xm, Pm, rows, rows, rows, z, np.eye(m)[None].copy(), M, c, d2)

@@ -5,7 +5,8 @@ float64, over the rows named by an int64 index array, so the tracker never copie
 Measurements are in theatre ENU (position in m, velocity in m/s). Updates use the Joseph form
 ``P = (I - K H) P (I - K H)^T + K R K^T`` and mirror the upper triangle, so P stays exactly
 symmetric and positive definite. A measurement whose innovation covariance S is not positive
-definite is skipped (the track is left untouched) and reported with ``d2 = inf``.
+definite, or whose innovation is not finite, is skipped (the track is left untouched) and
+reported with ``d2 = inf``.
 
 All public kernels are ``@njit``: call them from Python or from other kernels. The per-row
 helpers (``predict_cv_row``, ``joseph_update_row``, ``new_workspace``) are the building blocks
@@ -39,6 +40,7 @@ __all__ = [
     "update_position",
     "update_position_velocity",
     "update_linear",
+    "warm_up",
 ]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -184,8 +186,8 @@ def joseph_update_row(
     (>= m, >= m) the measurement covariance, of which the leading m rows/columns are used
     (1 <= m <= 6); ``work`` from ``new_workspace()``. Returns ``(d2, logdet_S)``: the
     innovation's squared Mahalanobis distance and log det S (the measurement log-likelihood
-    is ``-0.5 * (d2 + logdet_S + m * LOG_2PI)``). If S is not positive definite nothing
-    changes and ``(inf, inf)`` is returned.
+    is ``-0.5 * (d2 + logdet_S + m * LOG_2PI)``). If S is not positive definite or the
+    innovation is not finite, nothing changes and ``(inf, inf)`` is returned.
     """
     logdet, ok = _innovation_cov(P, H, R, m, work)
     if not ok:
@@ -198,6 +200,8 @@ def joseph_update_row(
     KR = work[_KR]
     w = work[_VEC, 1]
     d2 = _mahalanobis(L, y, m, w)
+    if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
+        return math.inf, math.inf
     # K = PHt S^-1, row by row: solve L L^T k = PHt[i, :].
     for i in range(6):
         for j in range(m):
@@ -275,6 +279,8 @@ def joseph_select_row(
     for i in range(m):
         logdet += 2.0 * math.log(L[i, i])
     d2 = _mahalanobis(L, y, m, w)
+    if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
+        return math.inf, math.inf
     for i in range(6):
         for j in range(m):
             s = P[i, j]
@@ -574,3 +580,22 @@ def update_linear(
         if d2[k] < math.inf:
             applied += 1
     return applied
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel here on tiny arrays of the real dtypes."""
+    x = np.zeros((1, 6))
+    P = np.eye(6)[None].copy()
+    rows = np.zeros(1, dtype=np.int64)
+    dt = np.ones(1)
+    z3, R3 = np.zeros((1, 3)), np.eye(3)[None].copy()
+    z6, R6 = np.zeros((1, 6)), np.eye(6)[None].copy()
+    d2 = np.empty(1)
+    predict(x, P, rows, dt, 1.0, 1.0)
+    predict_per_row(x, P, rows, dt, dt, dt)
+    predict_model(x, P, rows, dt, 0.1, 1.0, 1.0)
+    position_d2(x, P, rows, rows, z3, R3, d2)
+    position_innovations(x, P, rows, rows, z3, R3, np.empty((1, 3)), np.empty((1, 3, 3)), d2)
+    update_position(x, P, rows, rows, z3, R3, d2)
+    update_position_velocity(x, P, rows, rows, z6, R6, d2)
+    update_linear(x, P, rows, rows, z3, R3, np.eye(3, 6), d2)

@@ -55,6 +55,7 @@ from fusion.kernels.extended import (
     update_measurements,
 )
 from fusion.kernels.gating import gate, ident_words
+from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row
 from fusion.messages import (
     CLS_UNKNOWN,
@@ -64,6 +65,7 @@ from fusion.messages import (
     KIND_POS,
     Detections,
 )
+from fusion.models import ImmModelSet
 from fusion.picture import TrackPicture
 from fusion.tracker_config import TrackerConfig
 from fusion.tracks import (
@@ -125,6 +127,7 @@ class Tracker:
         self.sensor_index: dict[str, int] = {}
         self._coverage: dict[str, tuple[tuple[float, float, float] | None, float]] = {}
         self._transforms: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
+        self._imm_sets: dict[int, ImmModelSet] = {}
 
     # -- sensors ----------------------------------------------------------------------------
     def set_coverage(
@@ -318,6 +321,7 @@ class Tracker:
                 ident_words(tab.ident),
                 ident_words(dident[gate_dets]),
                 float(p["grid_cell_m"][int(np.bincount(c_tr).argmax())]),
+                alt=self._imm_gate_states(gate_rows, float(t.min())),
             )
             res.pairs = int(pt.shape[0])
             det_of_track = np.empty(gate_rows.shape[0], np.int64)
@@ -357,6 +361,7 @@ class Tracker:
             tab.ident[rows[adopt]] = dident[cols[adopt]]
             new_cls = (tab.cls[rows] == CLS_UNKNOWN) & (dcls[cols] != CLS_UNKNOWN)
             tab.cls[rows[new_cls]] = dcls[cols[new_cls]]
+            self._start_imm(rows[new_cls])
 
         # 6. Score the scan for the tracks in coverage and the updated ones.
         updated = np.zeros(tab.capacity, dtype=np.bool_)
@@ -447,24 +452,115 @@ class Tracker:
     def _update(self, rows, cols, t, z, R, meas, M, c) -> None:
         """Predict each assigned track to its detection's time, then update it there."""
         tab, p = self.table, self._p
-        cls = tab.cls[rows]
         dt = np.maximum(t[cols] - tab.t_s[rows], 0.0)
-        predict_per_row(tab.x, tab.P, rows, dt, p["q_h_m2s3"][cls], p["q_v_m2s3"][cls])
-        d2 = np.empty(rows.shape[0])
-        update_measurements(meas, tab.x, tab.P, rows, cols, z, R, M, c, d2)
+        imm = tab.imm_slot[rows] >= 0
+        plain = ~imm
+        if plain.any():
+            r_, c_ = rows[plain], cols[plain]
+            cls = tab.cls[r_]
+            predict_per_row(tab.x, tab.P, r_, dt[plain], p["q_h_m2s3"][cls], p["q_v_m2s3"][cls])
+            d2 = np.empty(r_.shape[0])
+            update_measurements(meas, tab.x, tab.P, r_, c_, z, R, M, c, d2)
+        if imm.any():
+            # The IMM kernels index x, P and mu by one row: run them on compact copies of the
+            # IMM tracks (mu lives in the side table), then write the results back.
+            r_, c_ = rows[imm], cols[imm]
+            for code in np.unique(tab.cls[r_]):
+                sel = tab.cls[r_] == code
+                rr, cc = r_[sel], c_[sel]
+                mrows = tab.imm_slot[rr].astype(np.int64)
+                local = np.arange(rr.shape[0], dtype=np.int64)
+                x, P, mu = tab.x[rr], tab.P[rr], tab.imm_mu[mrows]
+                ms = self._imm_models(int(code))
+                imm_predict(
+                    x,
+                    P,
+                    mu,
+                    tab.imm_x,
+                    tab.imm_P,
+                    local,
+                    mrows,
+                    dt[imm][sel],
+                    ms.omega_rad_s,
+                    ms.q_h,
+                    ms.q_v,
+                    ms.transition,
+                )
+                d2 = np.empty(rr.shape[0])
+                imm_update(meas, x, P, mu, tab.imm_x, tab.imm_P, local, mrows, cc, z, R, M, c, d2)
+                tab.x[rr], tab.P[rr], tab.imm_mu[mrows] = x, P, mu
         tab.t_s[rows] = np.maximum(t[cols], tab.t_s[rows])
 
+    def _imm_gate_states(self, rows: np.ndarray, t_ref_s: float):
+        """Mode predictions (to the batch's first time) of the IMM tracks among `rows`, for
+        gating: a manoeuvring track is gated where one of its models expects it (the combined
+        estimate alone lags a turn's onset). Nothing is written to the table."""
+        tab = self.table
+        is_imm = tab.imm_slot[rows] >= 0
+        if not is_imm.any():
+            return None
+        r = tab.imm_modes
+        idx = np.flatnonzero(is_imm)
+        alt0 = np.zeros(rows.shape[0], np.int64)
+        altn = np.zeros(rows.shape[0], np.int64)
+        alt0[idx] = np.arange(idx.shape[0]) * r
+        altn[idx] = r
+        rr = rows[idx]
+        mrows = tab.imm_slot[rr].astype(np.int64)
+        xa, Pa, mu = tab.x[rr], tab.P[rr], tab.imm_mu[mrows]
+        xm, Pm = tab.imm_x[mrows], tab.imm_P[mrows]
+        t0 = np.maximum(tab.t_s[rr], t_ref_s)
+        dt = t0 - tab.t_s[rr]
+        local = np.arange(rr.shape[0], dtype=np.int64)
+        for code in np.unique(tab.cls[rr]):
+            sel = local[tab.cls[rr] == code]
+            ms = self._imm_models(int(code))
+            imm_predict(
+                xa,
+                Pa,
+                mu,
+                xm,
+                Pm,
+                sel,
+                sel,
+                dt[sel],
+                ms.omega_rad_s,
+                ms.q_h,
+                ms.q_v,
+                ms.transition,
+            )
+        return (
+            alt0,
+            altn,
+            np.ascontiguousarray(xm.reshape(-1, 6)),
+            np.ascontiguousarray(Pm.reshape(-1, 6, 6)),
+            np.repeat(t0, r),
+        )
+
+    def _imm_models(self, code: int) -> ImmModelSet:
+        """The IMM model set of a class: CV plus turns at +/- the configured rate."""
+        if code not in self._imm_sets:
+            cfg = self.config
+            self._imm_sets[code] = ImmModelSet.cv_ct(
+                omega_rad_s=cfg.imm_turn_rate_rps,
+                q_h=float(self._p["q_h_m2s3"][code]),
+                q_v=float(self._p["q_v_m2s3"][code]),
+                p_stay=cfg.imm_p_stay,
+            )
+        return self._imm_sets[code]
+
     def _start_imm(self, slots: np.ndarray) -> None:
-        """IMM state of new tracks of IMM classes (filled when the IMM kernels run)."""
-        imm_slots = slots[self._p["imm"][self.table.cls[slots]]]
+        """Mode-conditioned states of new tracks of IMM classes: every mode = the track."""
+        tab = self.table
+        imm_slots = slots[self._p["imm"][tab.cls[slots]] & (tab.imm_slot[slots] < 0)]
         if imm_slots.shape[0] == 0:
             return
-        tab = self.table
         tab.alloc_imm(imm_slots)
-        r = tab.imm_slot[imm_slots]
-        tab.imm_mu[r] = np.asarray(self.config.imm_mu0, dtype=np.float64)
-        tab.imm_x[r] = tab.x[imm_slots][:, None, :]
-        tab.imm_P[r] = tab.P[imm_slots][:, None, :, :]
+        mrows = tab.imm_slot[imm_slots].astype(np.int64)
+        # As fusion.kernels.imm.imm_init, on the side table's own rows (mu lives there).
+        tab.imm_mu[mrows] = np.asarray(self.config.imm_mu0, dtype=np.float64)
+        tab.imm_x[mrows] = tab.x[imm_slots][:, None, :]
+        tab.imm_P[mrows] = tab.P[imm_slots][:, None, :, :]
 
     # -- outputs ----------------------------------------------------------------------------
     def picture(self, confirmed_only: bool = True) -> TrackPicture:
@@ -514,7 +610,7 @@ class Tracker:
             version=SNAPSHOT_VERSION,
             origin=list(self.origin),
             t_now_s=float(self.t_now_s),
-            sensors=sorted(self.sensor_index, key=self.sensor_index.__getitem__),
+            sensor_names=sorted(self.sensor_index, key=self.sensor_index.__getitem__),
             coverage={
                 k: [None if s is None else list(s), r] for k, (s, r) in self._coverage.items()
             },
@@ -529,7 +625,7 @@ class Tracker:
         tr = cls(config, origin=tuple(snapshot["origin"]))
         tr.table = TrackTable.from_arrays(snapshot, capacity=tr.config.initial_capacity)
         tr.t_now_s = float(snapshot["t_now_s"])
-        tr.sensor_index = {name: i for i, name in enumerate(snapshot["sensors"])}
+        tr.sensor_index = {name: i for i, name in enumerate(snapshot["sensor_names"])}
         for k, (s, r) in snapshot.get("coverage", {}).items():
             tr._coverage[k] = (None if s is None else tuple(s), float(r))
         return tr

@@ -93,13 +93,16 @@ def _default_classes() -> dict[str, ClassParams]:
         init_vel_sigma_mps=25.0,
         grid_cell_m=1_000.0,
     )
-    # Unknown: between ground and air; used by radars that do not classify.
+    # Unknown: between ground and air; used by radars that do not classify. Its wide velocity
+    # prior makes a new track's second gate large (about 1 km at 2 s), so clutter pairs up
+    # more easily: confirmation asks for 4 of 6 (3 of 5 confirms roughly one clutter track per
+    # 100 scans at 60 false plots per 10,000 km^2).
     unknown = ClassParams(
         q_h_m2s3=1.0,
         q_v_m2s3=0.1,
         gate_prob=0.999,
-        confirm_m=3,
-        confirm_n=5,
+        confirm_m=4,
+        confirm_n=6,
         max_misses=4,
         max_coast_s=60.0,
         max_pos_sigma_m=3_000.0,

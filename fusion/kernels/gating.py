@@ -144,13 +144,27 @@ def mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L):
 
 
 @njit
-def _gate_track(
+def _d2_state(i, si, mode, xs, Ps, ts, q_h, q_v, z, R, det_t, m, M, c, j, w):
+    """Squared distance of detection j from state row si of xs/Ps/ts (-1: S not PD)."""
+    p, Pp, y, S, H, J, L = w
+    # A detection older than the track's state is taken at the state's time (see tracker).
+    predict_pos_into(xs, Ps, si, max(det_t[j] - ts[si], 0.0), q_h[i], q_v[i], p, Pp)
+    return mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
+
+
+@njit
+def _gate_one(
     i,
     ti,
     mode,
     x,
     P,
     t_s,
+    alt0,
+    altn,
+    xa,
+    Pa,
+    ta,
     q_h,
     q_v,
     gate2,
@@ -163,26 +177,25 @@ def _gate_track(
     tw,
     dw,
     j,
-    out_t,
-    out_d,
-    out_c,
+    out,
     n,
-    cap,
-    p,
-    Pp,
-    y,
-    S,
-    H,
-    J,
-    L,
+    w,
 ):
+    """Gate track i (table row ti) against detection j; an IMM track is gated from each of
+    its mode predictions and keeps the smallest distance."""
     if _ident_forbidden(tw, ti, dw, j):
         return n
-    # A detection older than the track's state is taken at the state's time (see tracker).
-    predict_pos_into(x, P, ti, max(det_t[j] - t_s[ti], 0.0), q_h[i], q_v[i], p, Pp)
-    d2 = mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
+    if altn[i] == 0:
+        d2 = _d2_state(i, ti, mode, x, P, t_s, q_h, q_v, z, R, det_t, m, M, c, j, w)
+    else:
+        d2 = -1.0
+        for k in range(alt0[i], alt0[i] + altn[i]):
+            dk = _d2_state(i, k, mode, xa, Pa, ta, q_h, q_v, z, R, det_t, m, M, c, j, w)
+            if dk >= 0.0 and (d2 < 0.0 or dk < d2):
+                d2 = dk
     if d2 >= 0.0 and d2 <= gate2[i]:
-        if n < cap:
+        out_t, out_d, out_c = out
+        if n < out_t.shape[0]:
             out_t[n] = i
             out_d[n] = j
             out_c[n] = d2
@@ -197,6 +210,11 @@ def gate_pairs(
     x,
     P,
     t_s,
+    alt0,
+    altn,
+    xa,
+    Pa,
+    ta,
     q_h,
     q_v,
     gate2,
@@ -216,41 +234,51 @@ def gate_pairs(
 ):
     """Gated (track, detection) pairs of one batch; returns the number of pairs found.
 
-    rows (nt,) int64: table rows of the tracks to gate; x, P, t_s: the table's arrays;
-    q_h, q_v, gate2 (nt,): per-track process noise and chi-square threshold for this
-    measurement's dimension. z (nd, m), R (nd, m, m), det_t (nd,): the detections as measured;
-    det_pos (nd, 3): their theatre ENU positions for the grid (ignored for bearings); det_tr
-    (nd,): trace of their position covariance in ENU (m^2). M, c: sensor transform (polar,
-    bearing). tw (N, 3), dw (nd, 3): identity words. Pairs are written to out_t (index into
-    rows), out_d, out_c (squared distance) up to their capacity; a return value above the
-    capacity means the caller must retry with larger arrays. Pairs come out by track, then by
-    detection key: a deterministic order.
+    rows (nt,) int64: table rows of the tracks to gate; x, P, t_s: the table's arrays.
+    alt0, altn (nt,) int64: when altn[i] > 0, track i is gated from rows alt0[i] ..
+    alt0[i] + altn[i] - 1 of xa (k, 6), Pa (k, 6, 6), ta (k,) instead of the table (an IMM
+    track's mode predictions), with the smallest distance kept. q_h, q_v, gate2 (nt,):
+    per-track process noise and chi-square threshold for this measurement's dimension.
+    z (nd, m), R (nd, m, m), det_t (nd,): the detections as measured; det_pos (nd, 3): their
+    theatre ENU positions for the grid (ignored for bearings); det_tr (nd,): trace of their
+    position covariance in ENU (m^2). M, c: sensor transform (polar, bearing). tw (N, 3),
+    dw (nd, 3): identity words. Pairs are written to out_t (index into rows), out_d, out_c
+    (squared distance) up to their capacity; a return value above the capacity means the
+    caller must retry with larger arrays. Pairs come out by track, then by detection key: a
+    deterministic order.
     """
     nt = rows.shape[0]
     nd = z.shape[0]
     m = z.shape[1]
-    cap = out_t.shape[0]
     n = 0
     if nt == 0 or nd == 0:
         return 0
-    p = np.empty(3)
-    Pp = np.empty((3, 3))
-    y = np.empty(3)
-    S = np.empty((3, 3))
-    H = np.empty((3, 3))
-    J = np.empty((3, 3))
-    L = np.zeros((3, 3))
+    w = (
+        np.empty(3),
+        np.empty((3, 3)),
+        np.empty(3),
+        np.empty((3, 3)),
+        np.empty((3, 3)),
+        np.empty((3, 3)),
+        np.zeros((3, 3)),
+    )
+    out = (out_t, out_d, out_c)
+    p, Pp = w[0], w[1]
     if mode == MODE_BEARING:
         for i in range(nt):
-            ti = rows[i]
             for j in range(nd):
-                n = _gate_track(
+                n = _gate_one(
                     i,
-                    ti,
+                    rows[i],
                     mode,
                     x,
                     P,
                     t_s,
+                    alt0,
+                    altn,
+                    xa,
+                    Pa,
+                    ta,
                     q_h,
                     q_v,
                     gate2,
@@ -263,18 +291,9 @@ def gate_pairs(
                     tw,
                     dw,
                     j,
-                    out_t,
-                    out_d,
-                    out_c,
+                    out,
                     n,
-                    cap,
-                    p,
-                    Pp,
-                    y,
-                    S,
-                    H,
-                    J,
-                    L,
+                    w,
                 )
         return n
     # Grid of detections: key = (column + offset) * ROW + (row + offset), sorted.
@@ -293,33 +312,52 @@ def gate_pairs(
     skeys = keys[order]
     for i in range(nt):
         ti = rows[i]
-        # Largest trace of the predicted position covariance over the batch's span (clamped
-        # like the pairs' own dt), and the centre and half-width of the track's path over it.
-        dt_a = max(t_lo - t_s[ti], 0.0)
-        dt_b = max(t_hi - t_s[ti], 0.0)
-        tr_pp = 0.0
-        for dt in (dt_a, dt_b):
-            predict_pos_into(x, P, ti, dt, q_h[i], q_v[i], p, Pp)
-            tr_pp = max(tr_pp, Pp[0, 0] + Pp[1, 1] + Pp[2, 2])
-        vh = math.hypot(x[ti, 3], x[ti, 4])
-        radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
-        dt_mid = 0.5 * (dt_a + dt_b)
-        e0 = x[ti, 0] + dt_mid * x[ti, 3]
-        n0 = x[ti, 1] + dt_mid * x[ti, 4]
-        ix_lo = int(math.floor((e0 - radius) / cell_m))
-        ix_hi = int(math.floor((e0 + radius) / cell_m))
-        iy_lo = int(math.floor((n0 - radius) / cell_m))
-        iy_hi = int(math.floor((n0 + radius) / cell_m))
+        # The box that holds the gate of every state the track is gated from, over the
+        # batch's span (dt clamped like the pairs' own).
+        e_lo = np.inf
+        e_hi = -np.inf
+        n_lo = np.inf
+        n_hi = -np.inf
+        n_states = max(altn[i], 1)
+        for k in range(n_states):
+            if altn[i] == 0:
+                xs, Ps, ts, si = x, P, t_s, ti
+            else:
+                xs, Ps, ts, si = xa, Pa, ta, alt0[i] + k
+            dt_a = max(t_lo - ts[si], 0.0)
+            dt_b = max(t_hi - ts[si], 0.0)
+            tr_pp = 0.0
+            for dt in (dt_a, dt_b):
+                predict_pos_into(xs, Ps, si, dt, q_h[i], q_v[i], p, Pp)
+                tr_pp = max(tr_pp, Pp[0, 0] + Pp[1, 1] + Pp[2, 2])
+            vh = math.hypot(xs[si, 3], xs[si, 4])
+            radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
+            dt_mid = 0.5 * (dt_a + dt_b)
+            e0 = xs[si, 0] + dt_mid * xs[si, 3]
+            n0 = xs[si, 1] + dt_mid * xs[si, 4]
+            e_lo = min(e_lo, e0 - radius)
+            e_hi = max(e_hi, e0 + radius)
+            n_lo = min(n_lo, n0 - radius)
+            n_hi = max(n_hi, n0 + radius)
+        ix_lo = int(math.floor(e_lo / cell_m))
+        ix_hi = int(math.floor(e_hi / cell_m))
+        iy_lo = int(math.floor(n_lo / cell_m))
+        iy_hi = int(math.floor(n_hi / cell_m))
         n_cols = ix_hi - ix_lo + 1
-        if n_cols * (iy_hi - iy_lo + 1) > nd or n_cols > nd:
+        if n_cols > nd or n_cols * (iy_hi - iy_lo + 1) > nd:
             for q in range(nd):
-                n = _gate_track(
+                n = _gate_one(
                     i,
                     ti,
                     mode,
                     x,
                     P,
                     t_s,
+                    alt0,
+                    altn,
+                    xa,
+                    Pa,
+                    ta,
                     q_h,
                     q_v,
                     gate2,
@@ -332,18 +370,9 @@ def gate_pairs(
                     tw,
                     dw,
                     order[q],
-                    out_t,
-                    out_d,
-                    out_c,
+                    out,
                     n,
-                    cap,
-                    p,
-                    Pp,
-                    y,
-                    S,
-                    H,
-                    J,
-                    L,
+                    w,
                 )
             continue
         for ix in range(ix_lo, ix_hi + 1):
@@ -352,13 +381,18 @@ def gate_pairs(
             a = np.searchsorted(skeys, k_lo, side="left")
             b = np.searchsorted(skeys, k_hi, side="right")
             for q in range(a, b):
-                n = _gate_track(
+                n = _gate_one(
                     i,
                     ti,
                     mode,
                     x,
                     P,
                     t_s,
+                    alt0,
+                    altn,
+                    xa,
+                    Pa,
+                    ta,
                     q_h,
                     q_v,
                     gate2,
@@ -371,18 +405,9 @@ def gate_pairs(
                     tw,
                     dw,
                     order[q],
-                    out_t,
-                    out_d,
-                    out_c,
+                    out,
                     n,
-                    cap,
-                    p,
-                    Pp,
-                    y,
-                    S,
-                    H,
-                    J,
-                    L,
+                    w,
                 )
     return n
 
@@ -406,10 +431,19 @@ def gate(
     track_ident_words: np.ndarray,
     det_ident_words: np.ndarray,
     cell_m: float,
+    alt: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run `gate_pairs`, growing the output until it fits; returns (pair_t, pair_d, d2)."""
+    """Run `gate_pairs`, growing the output until it fits; returns (pair_t, pair_d, d2).
+
+    `alt` = (alt0 (nt,), altn (nt,), xa (k, 6), Pa (k, 6, 6), ta (k,)): states to gate some
+    tracks from instead of the table's (see `gate_pairs`); None gates every track from the
+    table.
+    """
     if cell_m <= 0:
         raise ValueError(f"cell_m must be > 0, got {cell_m}")
+    if alt is None:
+        none = np.zeros(rows.shape[0], np.int64)
+        alt = (none, none, np.zeros((0, 6)), np.zeros((0, 6, 6)), np.zeros(0))
     cap = max(64, 4 * (rows.shape[0] + z.shape[0]))
     while True:
         out_t = np.empty(cap, np.int64)
@@ -421,6 +455,7 @@ def gate(
             x,
             P,
             t_s,
+            *alt,
             q_h,
             q_v,
             gate2,

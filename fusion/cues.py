@@ -61,7 +61,7 @@ CLOSE_AFTER_S = {
     "incursion": 10.0,
     "approach": 10.0,
     "line_crossing": 30.0,
-    "loiter": 15.0,
+    "loiter": 30.0,  # as long as loiter's default grace_s, so a short gap neither closes it
     "dark_target": 15.0,
     "fire_event": 60.0,
     "sensor_outage": 5.0,

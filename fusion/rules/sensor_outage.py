@@ -105,5 +105,5 @@ def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
         return f"Sensor {sensor} covering {site.name} is heartbeating again"
     silent = ev.get("silent_s")
     since = f" for {duration_text(silent)}" if silent is not None else ""
-    verb = "stopped heartbeating" if state == "open" else "is still silent"
+    verb = "has been silent" if state == "open" else "is still silent"
     return f"Sensor {sensor} covering {site.name} {verb}{since} (state {ev['state']})"

@@ -104,7 +104,8 @@ class CotBridge:
     message is a `TrackUpdate`, a `CueEvent`, a cue body dict or a `TrackPicture`. Tracks that
     leave (status free, absent from a full picture, or silent past their stale time) and cues
     that close are withdrawn. `clock` gives the sending time and is injectable for tests;
-    `origin` is the theatre origin, used to rotate TrackUpdate covariances to each track.
+    `origin` is the theatre origin, used to rotate TrackUpdate covariances to each track;
+    `full_updates` makes every TrackUpdate a whole picture.
     """
 
     def __init__(
@@ -113,8 +114,10 @@ class CotBridge:
         config: BridgeConfig | None = None,
         clock: Callable[[], float] = time.time,
         origin: tuple[float, float, float] | None = None,
+        full_updates: bool = False,
     ) -> None:
         self.send_fn = send
+        self.full_updates = full_updates
         self._frame = None
         if origin is not None:
             from fusion.geo import LocalFrame
@@ -147,8 +150,9 @@ class CotBridge:
         return 0  # heartbeats, status and the like have no CoT form here
 
     def on_tracks(self, upd: TrackUpdate) -> int:
-        """A partial update: only the tracks it carries change."""
-        return self._tracks_in(rows_from_update(upd, self._frame), full=False)
+        """Only the tracks the update carries change, unless `full_updates` (each update is
+        the whole picture, as a replay's samples are): then the absent are withdrawn."""
+        return self._tracks_in(rows_from_update(upd, self._frame), full=self.full_updates)
 
     def on_picture(self, pic: TrackPicture) -> int:
         """A full picture: tracks absent from it are withdrawn."""

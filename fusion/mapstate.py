@@ -96,7 +96,9 @@ class MapState:
     """Tracks, cues and sites for the map, with change notification to subscribers.
 
     `history_len` points are kept per track; a track not updated for `track_timeout_s` of data
-    time is dropped; `closed_keep` closed cues are remembered for the page's history list.
+    time is dropped, and with `full_updates` (a replay's samples, each the whole picture) a
+    track absent from an update is dropped at once; `closed_keep` closed cues are remembered
+    for the page's history list.
     Thread-safe: the feeder thread applies messages while HTTP threads read snapshots.
     """
 
@@ -109,12 +111,14 @@ class MapState:
         track_timeout_s: float = 120.0,
         closed_keep: int = 50,
         confirmed_only: bool = True,
+        full_updates: bool = False,
         queue_len: int = 1000,
     ) -> None:
         self.sites = sites or {"type": "FeatureCollection", "features": []}
         self.history_len = history_len
         self.track_timeout_s = track_timeout_s
         self.confirmed_only = confirmed_only
+        self.full_updates = full_updates
         self.queue_len = queue_len
         self.t_s = 0.0
         self.version = 0
@@ -172,7 +176,7 @@ class MapState:
                 elif isinstance(msg, dict) and "id" in msg and "rule" in msg:
                     deltas = self._cue(msg)
                 elif isinstance(msg, TrackUpdate):
-                    deltas = self._tracks(*self._update_rows(msg), full=False)
+                    deltas = self._tracks(*self._update_rows(msg), full=self.full_updates)
                 elif isinstance(msg, TrackPicture):
                     deltas = self._tracks(*self._picture_rows(msg), full=True)
                 else:

@@ -8,12 +8,14 @@ This module owns the reader side of a replay's output directory (fusion.replay w
                    "ident", "cls", "n_sensors"} or one track per line {"t_s", "id", "lat_deg",
                    "lon_deg", "alt_m", "vel", "P", "status", "ident", "cls", "n_sensors"}
                    (lines with the same t_s form one update); status and cls may be codes or
-                   names; P may be absent (then the track has no stated uncertainty)
+                   names; uncertainty is `P` (6x6), `P_h` (2x2 east-north) or `sigma_m`
+                   (sqrt of the trace of the position covariance, read as isotropic)
     sites          `sites.geojson` in the directory, or the path named by "sites" in
                    summary.json / manifest.json / run.json
 
+Each sample instant holds the whole picture at that time (a track absent from it is gone).
 It gives the final picture, the cues still open, and the whole run as (topic, message) pairs
-in time order, which is what the map and the CoT bridge consume.
+in time order, which is what the map and the CoT bridge consume (with full_updates on).
 """
 
 from __future__ import annotations
@@ -45,17 +47,13 @@ class ReplayOutput:
     bad_lines: int = 0
 
     def final_tracks(self) -> TrackUpdate | None:
-        """Each track's latest state (tracks that ended with status free left out)."""
+        """The tracks of the last sample instant (each line of tracks.jsonl, or each group of
+        rows with one t_s, is the whole picture at that instant), without those ended free."""
         if not self.track_frames:
             return None
-        latest: dict[int, tuple[TrackUpdate, int]] = {}
-        for fr in self.track_frames:
-            for i in range(len(fr)):
-                latest[int(fr.id[i])] = (fr, i)
-        keep = sorted(tid for tid, (fr, i) in latest.items() if int(fr.status[i]) != 0)
-        rows = [latest[t] for t in keep]
-        t_s = max(fr.t_s for fr in self.track_frames)
-        return _stack(t_s, rows)
+        last = self.track_frames[-1]
+        rows = [(last, i) for i in np.argsort(last.id, kind="stable") if int(last.status[i])]
+        return _stack(last.t_s, rows)
 
     def open_cues(self) -> list[dict[str, Any]]:
         from fusion.export import open_cues
@@ -124,6 +122,13 @@ def _row_update(rows: list[dict[str, Any]]) -> TrackUpdate:
             vel[k] = r["vel"]
         if r.get("P") is not None:
             P[k] = np.asarray(r["P"], dtype=np.float64).reshape(6, 6)
+        elif r.get("P_h") is not None:
+            P[k, :2, :2] = np.asarray(r["P_h"], dtype=np.float64).reshape(2, 2)
+        elif r.get("sigma_m") is not None:
+            # fusion.replay writes sqrt(trace) of the position covariance: without the
+            # shape, the best reading is an isotropic error, sigma^2 / 3 on each axis
+            var = float(r["sigma_m"]) ** 2 / 3.0
+            P[k, 0, 0] = P[k, 1, 1] = P[k, 2, 2] = var
     return TrackUpdate(
         t_s=float(rows[0]["t_s"]),
         id=np.array([int(r["id"]) for r in rows], np.int64),
@@ -147,6 +152,8 @@ def _whole_update(d: dict[str, Any]) -> TrackUpdate:
             "pos": d["pos"][k],
             "vel": d["vel"][k] if d.get("vel") is not None else None,
             "P": d["P"][k] if d.get("P") is not None else None,
+            "P_h": d["P_h"][k] if d.get("P_h") is not None else None,
+            "sigma_m": d["sigma_m"][k] if d.get("sigma_m") is not None else None,
             "status": (d.get("status") or [2] * n)[k],
             "ident": (d.get("ident") or [""] * n)[k],
             "cls": (d.get("cls") or [0] * n)[k],

@@ -565,3 +565,80 @@ def test_published_cue_reaches_tak_listener_through_the_client():
         sub.close()
         pub.close()
         ctx.term()
+
+
+def test_cot_command_bridges_a_replay_directory(tmp_path):
+    import json
+
+    from fusion.cli import main as fusion_main
+
+    d = tmp_path / "run"
+    d.mkdir()
+    (d / "cues.jsonl").write_text(
+        "\n".join(json.dumps(c) for c in (CUE, {**CUE, "state": "close", "t_s": T0 + 5})) + "\n"
+    )
+    frames = [
+        {
+            "t_s": T0 + k,
+            "id": [17, 18],
+            "pos": [[47.5, 34.5, 0.0], [47.6, 34.6, 0.0]],
+            "vel": [[1.0, 0.0, 0.0]] * 2,
+            "sigma_m": [20.0, 30.0],
+            "status": ["confirmed"] * 2,
+            "ident": ["", "mmsi:1"],
+            "cls": ["ground", "surface"],
+        }
+        for k in range(3)
+    ]
+    frames.append(
+        {
+            **frames[-1],
+            "t_s": T0 + 3,
+            "id": [17],
+            "pos": [[47.5, 34.5, 0.0]],
+            "vel": [[1.0, 0.0, 0.0]],
+            "sigma_m": [20.0],
+            "status": ["confirmed"],
+            "ident": [""],
+            "cls": ["ground"],
+        }
+    )
+    (d / "tracks.jsonl").write_text("\n".join(json.dumps(f) for f in frames) + "\n")
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    udp.settimeout(0.5)
+    tcp = TcpListener()
+    try:
+        rc = fusion_main(
+            [
+                "cot",
+                "--replay",
+                str(d),
+                "--to",
+                f"tcp://127.0.0.1:{tcp.port}",
+                "--to",
+                f"udp://127.0.0.1:{udp.getsockname()[1]}",
+            ]
+        )
+        assert rc == 0
+        datagrams = []
+        while True:
+            try:
+                datagrams.append(udp.recvfrom(65536)[0])
+            except TimeoutError:
+                break
+        got = [check_schema(x) for _, x in tcp.wait(len(datagrams))]
+        assert [e.get("uid") for e in got] == [ET.fromstring(x).get("uid") for x in datagrams]
+        kinds = [(e.get("uid"), e.get("type")) for e in got]
+        # tracks each instant, the cue (which makes 17 hostile), track 18 withdrawn when it
+        # leaves the picture, the cue closed and deleted
+        assert ("fusion.track.18", "a-n-S") in kinds and ("fusion.track.17", "a-u-G") in kinds
+        assert ("fusion.cue.incursion:plant-1:17", "b-a-g") in kinds
+        assert ("fusion.track.17", "a-h-G") in kinds
+        assert ("fusion.track.18.delete", "t-x-d-d") in kinds
+        assert kinds[-1] == ("fusion.cue.incursion:plant-1:17.delete", "t-x-d-d")
+        ce = [float(e.find("point").get("ce")) for e in got if e.get("uid") == "fusion.track.18"]
+        assert ce[0] == pytest.approx(circular_error_m(np.diag([300.0, 300.0])[None])[0], abs=0.01)
+    finally:
+        tcp.close()
+        udp.close()

@@ -155,18 +155,9 @@ def write_replay(tmp_path: Path) -> Path:
                 }
             )
         )
-    lines.append(
-        json.dumps(
-            {
-                "t_s": T0 + 3,
-                "id": 2,
-                "lat_deg": 46.7,
-                "lon_deg": 31.2,
-                "alt_m": 0.0,
-                "status": "free",
-            }
-        )
-    )
+    for tid, status in ((5, "confirmed"), (2, "free")):  # the last instant, one row a track
+        row = {"t_s": T0 + 3, "id": tid, "lat_deg": 46.7, "lon_deg": 31.2, "alt_m": 0.0}
+        lines.append(json.dumps({**row, "status": status, "sigma_m": 30.0}))
     (d / "tracks.jsonl").write_text("\n".join(lines) + "\n")
     (d / "summary.json").write_text(json.dumps({"sites": str(DEMO_SITES)}))
     return d
@@ -178,6 +169,7 @@ def test_read_replay_dir(tmp_path):
     assert out.sites_path == DEMO_SITES
     final = out.final_tracks()
     assert final.id.tolist() == [5] and final.t_s == T0 + 3  # track 2 ended free
+    assert np.diag(final.P[0])[:3] == pytest.approx([300.0] * 3)  # sigma_m 30: isotropic
     assert [c["id"] for c in out.open_cues()] == ["a"]
     times = [getattr(m, "t_s", None) or m.body["t_s"] for _, m in out.pairs()]
     assert times == sorted(times)

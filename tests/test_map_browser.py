@@ -12,6 +12,8 @@ import math
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -299,3 +301,38 @@ def test_chromium_binary_is_debian_not_downloaded():
     if shutil.which("chromium") is None:
         pytest.skip("chromium not installed here")
     assert "ms-playwright" not in os.path.realpath(CHROMIUM)
+
+
+def test_map_command_replay_screenshot(tmp_path):
+    """`fusion map --replay DIR --screenshot` on a small replay with the demo sites (in its own
+    process: Playwright's sync API allows one driver per thread, and the fixture holds one)."""
+    if not os.path.isfile(CHROMIUM):
+        pytest.skip(f"no chromium at {CHROMIUM}: run `make browser` as root")
+
+    demo_sites = Path(__file__).resolve().parent.parent / "configs" / "sites" / "demo.geojson"
+    d = tmp_path / "run"
+    d.mkdir()
+    body = {**cue("open", T0 + 2), "pos": [46.75, 31.25, 0.0], "evidence": {}}
+    (d / "cues.jsonl").write_text(json.dumps(body) + "\n")
+    frames = [
+        {
+            "t_s": T0 + k,
+            "id": [1],
+            "pos": [[46.7 + 0.002 * k, 31.2, 0.0]],
+            "vel": [[0.0, 20.0, 0.0]],
+            "sigma_m": [150.0],
+            "status": ["confirmed"],
+            "ident": [""],
+            "cls": ["ground"],
+        }
+        for k in range(5)
+    ]
+    (d / "tracks.jsonl").write_text("\n".join(json.dumps(f) for f in frames) + "\n")
+    (d / "summary.json").write_text(json.dumps({"sites": str(demo_sites)}))
+    png = tmp_path / "shot.png"
+    cmd = [sys.executable, "-m", "fusion.cli", "map", "--replay", str(d), "--port", "0"]
+    proc = subprocess.run(
+        [*cmd, "--screenshot", str(png)], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert png.stat().st_size > 10_000

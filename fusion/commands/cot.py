@@ -192,6 +192,10 @@ def main(args: argparse.Namespace) -> int:
                 print(f"fusion cot: {exc}", file=sys.stderr)
                 return 2
             source = replay_pairs(out.pairs(), args.speed, stop)
+            if origin is None:
+                from fusion.commands.map import _origin
+
+                origin = _origin(out.manifest)
         else:
             from fusion.client import QueryError
             from fusion.config import ConfigError
@@ -204,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
                 return 1
             origin = origin or config.theatre.origin
             source = subscription_pairs(sub, stop)
-        bridge = CotBridge(sender.send, cfg, origin=origin)
+        bridge = CotBridge(sender.send, cfg, origin=origin, full_updates=bool(args.replay))
         t0 = time.monotonic()
         n = bridge.run(source, stop=stop.is_set)
         s = bridge.stats

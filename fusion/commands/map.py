@@ -65,6 +65,14 @@ def _sites(args: argparse.Namespace, default: Path | None) -> tuple[dict[str, An
     return sites_geojson(siteset), siteset
 
 
+def _origin(manifest: dict[str, Any]) -> tuple[float, float, float] | None:
+    """The theatre origin a replay ran in (its summary.json), when it says."""
+    o = manifest.get("origin")
+    if isinstance(o, list) and len(o) in (2, 3) and all(isinstance(v, int | float) for v in o):
+        return (float(o[0]), float(o[1]), float(o[2]) if len(o) > 2 else 0.0)
+    return None
+
+
 def main(args: argparse.Namespace) -> int:
     from fusion.mapserver import MapServer
     from fusion.mapstate import MapState
@@ -82,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"fusion map: {exc}", file=sys.stderr)
                 return 2
             sites, siteset = _sites(args, out.sites_path)
-            origin = siteset.frame.origin if siteset is not None else None
+            origin = _origin(out.manifest) or (siteset.frame.origin if siteset else None)
             speed = 0.0 if args.screenshot else args.speed
             source = replay_pairs(out.pairs(), speed, stop)
         else:
@@ -102,7 +110,7 @@ def main(args: argparse.Namespace) -> int:
     except SiteError as exc:
         print(f"fusion map: sites: {exc}", file=sys.stderr)
         return 2
-    state = MapState(sites, origin=origin)
+    state = MapState(sites, origin=origin, full_updates=bool(args.replay))
     try:
         server = MapServer(state, host=args.host, port=args.port, source=source).start()
     except OSError as exc:

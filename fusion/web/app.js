@@ -175,6 +175,13 @@
       if (!g) continue;
       const id = String(p.id != null ? p.id : p.name || "");
       const kind = String(p.kind || "");
+      if (p.layer === "buffer") {
+        // a site's buffer (fusion.export): an outline only, under the site, no label
+        const polys = g.type === "Polygon" ? [g.coordinates] : g.coordinates || [];
+        const d = polys.map((poly) => poly.map((r) => ringPath(r) + "Z").join("")).join("");
+        el("path", { d, class: "site-buffer", "data-buffer-of": id }, layers.sites);
+        continue;
+      }
       const attrs = { "data-site-id": id, "data-kind": kind };
       let labelAt = null;
       if (g.type === "Polygon" || g.type === "MultiPolygon") {

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 from pyais.exceptions import AISBaseException
-from pyais.messages import AISSentence, GatehouseSentence, NMEASentenceFactory
+from pyais.messages import AISSentence, NMEASentenceFactory
 
 from fusion.messages import CLS_SURFACE, KIND_POS
 from sensors.batching import KNOT_MPS, Measurement, enu_velocity, velocity_variance
@@ -65,15 +65,24 @@ class _Group:
         self.t_s = t_s
 
 
+def _xor(data: bytes) -> int:
+    # XOR of all bytes by folding one big integer in halves: log2(n) integer operations
+    # instead of a Python loop over every character.
+    x = int.from_bytes(data, "little")
+    n = len(data)
+    while n > 1:
+        half = (n + 1) // 2
+        x = (x & ((1 << (8 * half)) - 1)) ^ (x >> (8 * half))
+        n = half
+    return x
+
+
 def _nmea_checksum_ok(line: bytes) -> bool:
     star = line.rfind(b"*")
     if star < 1 or len(line) < star + 3:
         return False
-    x = 0
-    for b in line[1:star]:
-        x ^= b
     try:
-        return x == int(line[star + 1 : star + 3], 16)
+        return _xor(line[1:star]) == int(line[star + 1 : star + 3], 16)
     except ValueError:
         return False
 
@@ -86,7 +95,7 @@ class AisDecoder:
         self._groups: OrderedDict[tuple, _Group] = OrderedDict()
         self._pghp_t: float | None = None  # time of the $PGHP just before the next sentence
         self._gps_t: float | None = clock_s  # receiver GPS clock (ZDA/RMC)
-        self._rmc_date: tuple[int, int, int] | None = None
+        self._days: dict[tuple[bytes, bytes, bytes], int] = {}
         self._jumps = JumpFilter(MAX_SURFACE_SPEED_MPS) if plausibility else None
 
     def feed(self, line: bytes, recv_t_s: float) -> list[Measurement]:
@@ -95,9 +104,11 @@ class AisDecoder:
         if not line:
             self.stats["empty"] += 1
             return []
-        first = line[:1]
-        if first == b"$" and line[3:6] not in (b"VDM", b"VDO") and line[1:5] != b"PGHP":
-            self._other_sentence(line)
+        if line[:1] == b"$" and line[3:6] not in (b"VDM", b"VDO"):
+            if line[1:5] == b"PGHP":
+                self._pghp(line)
+            else:
+                self._other_sentence(line)
             return []
         try:
             s = NMEASentenceFactory.produce(line)
@@ -108,16 +119,40 @@ class AisDecoder:
         if not s.is_valid:
             self.stats["checksum"] += 1
             return []
-        if isinstance(s, GatehouseSentence):
-            self._pghp_t = calendar.timegm(s.timestamp.timetuple()) + s.timestamp.microsecond * 1e-6
-            self.stats["timestamps"] += 1
-            return []
         t_s = self._time_of(s, recv_t_s)
         if s.frag_cnt == 1:
             return self._decode(s, t_s)
         return self._assemble(s, t_s)
 
     # -- sentences other than AIS ------------------------------------------------------
+
+    def _pghp(self, line: bytes) -> None:
+        """``$PGHP,1,yyyy,m,d,h,m,s,ms,...``: Gatehouse's time stamp of the next sentence.
+        Read here rather than by pyais's GatehouseSentence, which builds a datetime and is
+        most of the cost on a Gatehouse feed (every AIS sentence has one)."""
+        self._pghp_t = None
+        if not _nmea_checksum_ok(line):
+            self.stats["checksum"] += 1
+            return
+        f = line.split(b",", 9)
+        try:
+            if f[1] != b"1":
+                raise ValueError("PGHP message type")
+            key = (f[2], f[3], f[4])
+            day = self._days.get(key)
+            if day is None:
+                day = calendar.timegm((int(f[2]), int(f[3]), int(f[4]), 0, 0, 0, 0, 0, 0))
+                if not 1 <= int(f[3]) <= 12 or not 1 <= int(f[4]) <= 31:
+                    raise ValueError("PGHP date")
+                self._days[key] = day
+            h, mi, s, ms = int(f[5]), int(f[6]), int(f[7]), int(f[8])
+            if not (0 <= h < 24 and 0 <= mi < 60 and 0 <= s < 61 and 0 <= ms < 1000):
+                raise ValueError("PGHP time")
+        except (ValueError, IndexError):
+            self.stats["undecodable"] += 1
+            return
+        self._pghp_t = day + h * 3600 + mi * 60 + s + ms * 1e-3
+        self.stats["timestamps"] += 1
 
     def _other_sentence(self, line: bytes) -> None:
         if not _nmea_checksum_ok(line):

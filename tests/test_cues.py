@@ -13,8 +13,25 @@ from fusion.messages import KIND_EVENT, Detections
 from fusion.store import CueStore
 from tests.rulekit import engine, llh, of, picture, run
 
-FIELDS = {"id", "seq", "state", "rule", "site", "site_name", "track", "t_s", "opened_t_s",
-          "severity", "confidence", "pos", "vel", "sigma_m", "evidence", "text", "topic"}  # fmt: skip
+FIELDS = {
+    "id",
+    "seq",
+    "state",
+    "rule",
+    "site",
+    "site_name",
+    "track",
+    "t_s",
+    "opened_t_s",
+    "severity",
+    "confidence",
+    "pos",
+    "vel",
+    "sigma_m",
+    "evidence",
+    "text",
+    "topic",
+}
 
 
 def _busy_script(seed: int):

@@ -64,17 +64,26 @@ def subscription_pairs(
 
 
 def replay_pairs(
-    pairs: Iterator[tuple[str, Any]], speed: float, stop: threading.Event, max_gap_s: float = 2.0
+    pairs: Iterator[tuple[str, Any]],
+    speed: float,
+    stop: threading.Event,
+    max_gap_s: float = 2.0,
+    until_s: float | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Pace a replay's time-ordered pairs at `speed` x real time (0: no pacing); long quiet
-    gaps are cut to `max_gap_s` of wall time."""
-    last_t = None
+    gaps are cut to `max_gap_s` of wall time; with `until_s`, stop that many seconds of data
+    time after the first message."""
+    last_t = first_t = None
     for topic, msg in pairs:
         if stop.is_set():
             return
         t = getattr(msg, "t_s", None)
         if t is None and hasattr(msg, "body"):
             t = msg.body.get("t_s")
+        if isinstance(t, int | float):
+            first_t = t if first_t is None else first_t
+            if until_s is not None and t > first_t + until_s:
+                return
         if speed > 0 and isinstance(t, int | float):
             if last_t is not None and t > last_t:
                 stop.wait(min((t - last_t) / speed, max_gap_s))

@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_client_args(p)
     p.add_argument("--replay", type=Path, help="play a replay output directory instead")
     p.add_argument("--speed", type=float, default=10.0, help="replay pacing, x real time (0: all)")
+    p.add_argument("--until", type=float, help="replay only the first S seconds of data")
     p.add_argument("--sites", type=Path, help="site file (default: the replay's or the config's)")
     p.add_argument("--host", default="127.0.0.1", help="address to serve on")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free)")
@@ -92,7 +93,7 @@ def main(args: argparse.Namespace) -> int:
             sites, siteset = _sites(args, out.sites_path)
             origin = _origin(out.manifest) or (siteset.frame.origin if siteset else None)
             speed = 0.0 if args.screenshot else args.speed
-            source = replay_pairs(out.pairs(), speed, stop)
+            source = replay_pairs(out.pairs(), speed, stop, until_s=args.until)
         else:
             from fusion.client import QueryError
             from fusion.commands.cot import open_client

@@ -190,7 +190,11 @@
         const zone = /zone|corridor|exclusion/.test(kind) ? " zone" : "";
         el("path", { ...attrs, d, class: "site site-area" + zone, "fill-rule": "evenodd" },
           layers.sites);
-        labelAt = polys[0][0][0];
+        // label at the mean of the outer ring's vertices (its first vertex may sit on a
+        // neighbour, as a corridor's does on its port)
+        const ring = polys[0][0].slice(0, -1);
+        labelAt = [ring.reduce((a, p) => a + p[0], 0) / ring.length,
+          ring.reduce((a, p) => a + p[1], 0) / ring.length];
       } else if (g.type === "LineString" || g.type === "MultiLineString") {
         const lines = g.type === "LineString" ? [g.coordinates] : g.coordinates;
         el("path", { ...attrs, d: lines.map(ringPath).join(""), class: "site site-line" },

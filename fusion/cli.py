@@ -21,6 +21,7 @@ COMMANDS = [
     "scenario",
     "replay",
     "evaluate",
+    "cues",
 ]
 
 

@@ -142,3 +142,32 @@ def test_store_survives_sigkill_mid_write(tmp_path):
     assert store.append({"id": "after", "state": "open", "rule": "r", "site": "s", "t_s": 0.0}) == (
         len(stored) + 1
     )
+
+
+def test_fusion_cues_command_lists_and_filters(tmp_path, capsys):
+    import json as _json
+
+    from fusion.cli import main
+    from fusion.commands.cues import parse_when
+
+    db = tmp_path / "c.sqlite"
+    with CueStore(db) as store:
+        for i in range(6):
+            store.append(_cue(i, "open" if i % 3 == 0 else "update",
+                              site="a" if i < 3 else "b"))  # fmt: skip
+    assert main(["cues", "--db", str(db), "--json", "--site", "b"]) == 0
+    rows = _json.loads(capsys.readouterr().out)
+    assert [r["seq"] for r in rows] == [4, 5, 6] and rows[0]["site"] == "b"
+    assert main(["cues", "--db", str(db), "--json", "--after-seq", "4", "--limit", "1"]) == 0
+    assert [r["seq"] for r in _json.loads(capsys.readouterr().out)] == [6]
+    assert main(["cues", "--db", str(db), "--json", "--since", "1002.5", "--state", "update"]) == 0
+    assert [r["t_s"] for r in _json.loads(capsys.readouterr().out)] == [1004.0, 1005.0]
+    assert main(["cues", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "6 cue events" in out and "Port Alpha" in out
+    assert main(["cues", "--db", str(tmp_path / "missing.sqlite")]) == 2
+    assert "no cue store" in capsys.readouterr().err
+    assert parse_when("15m", now_s=10_000.0) == 10_000.0 - 900.0
+    assert parse_when("1970-01-01T01:00:00Z") == 3600.0
+    with pytest.raises(ValueError, match="cannot read time"):
+        parse_when("yesterday-ish")

@@ -241,8 +241,8 @@ class Subscription:
         self._topic_seq[topic] = seq
         return Received(topic, msg, seq, t_pub)
 
-    def _maybe_report(self) -> None:
-        if self.missed > self._reported and time.monotonic() >= self._next_report:
+    def _maybe_report(self, force: bool = False) -> None:
+        if self.missed > self._reported and (force or time.monotonic() >= self._next_report):
             self._next_report = time.monotonic() + self._report_interval_s
             try:
                 self.client.report_drops(self.missed - self._reported)
@@ -290,7 +290,7 @@ class Subscription:
                 yield r
 
     def close(self) -> None:
-        self._maybe_report()
+        self._maybe_report(force=True)
         self.sock.close(0)
 
     def __enter__(self) -> Subscription:

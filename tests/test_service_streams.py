@@ -160,6 +160,7 @@ def test_metrics_read_live_state(running):
     deadline = time.monotonic() + 3
     while r.svc.ingest.duplicates < 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    time.sleep(0.3)  # the view of tracks and sensor states refreshes every status interval
     text = generate_latest(r.svc.registry).decode()
     for line in (
         'fusion_detections_total{kind="pos",sensor="s1"} 100.0',

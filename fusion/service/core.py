@@ -25,9 +25,16 @@ log = logging.getLogger(__name__)
 
 
 class FusionCore:
-    """Tracker and rules behind `process(batches, sensor_states, now_s) -> cue bodies`."""
+    """Tracker and rules behind `process(batches, sensor_states, wall_s) -> cue bodies`.
 
-    def __init__(self, config: FusionConfig) -> None:
+    The rules' clock is measurement time: each scan is evaluated at the newest measurement
+    time processed (never going back), so the cues a sequence of batches produces (ids, times)
+    are the same live, after a restart that replays batches, and in `fusion replay`. When no
+    data arrives for `idle_s`, `tick` runs an idle scan on a clock extrapolated from the last
+    measurement time by the wall time since, so that sensor outages are seen and cues close.
+    """
+
+    def __init__(self, config: FusionConfig, idle_s: float = 2.0) -> None:
         from fusion.geo import LocalFrame
         from fusion.tracker import Tracker
 
@@ -37,25 +44,50 @@ class FusionCore:
         self.rules = None
         if config.theatre.sites is not None:
             self.rules = _build_rules(config, self.frame)
+        self.idle_s = float(idle_s)
+        self.now_s = -np.inf  # the rules' clock (measurement time)
+        self._data_wall_s: float | None = None  # wall time of the last data scan
+        self._data_now_s = -np.inf
         self._picture: TrackPicture | None = None
 
     # -- the integration point ------------------------------------------------------------
 
     def process(
-        self, batches: list[Detections], sensor_states: dict[str, Any], now_s: float
+        self, batches: list[Detections], sensor_states: dict[str, Any], wall_s: float
     ) -> list[dict[str, Any]]:
         """Steps the tracker with each batch in order, then runs the rules once over the
         resulting picture and the located events; returns the cue bodies produced."""
         events = []
+        t_max = self.now_s
         for batch in batches:
             if batch.kind == KIND_EVENT:
                 events.append(batch)
             else:
                 self.tracker.step(batch)
+            t_max = max(t_max, float(batch.t.max()))
         self._picture = None
+        self.now_s = t_max
+        self._data_wall_s, self._data_now_s = wall_s, t_max
         if self.rules is None:
             return []
-        return list(self.rules.evaluate(self.picture(), events, sensor_states, now_s))
+        return list(self.rules.evaluate(self.picture(), events, sensor_states, self.now_s))
+
+    def tick(self, sensor_states: dict[str, Any], wall_s: float) -> list[dict[str, Any]]:
+        """An idle scan when no data has come for `idle_s` (see the class docstring)."""
+        if self.rules is None or self._data_wall_s is None:
+            return []
+        idle = wall_s - self._data_wall_s
+        if idle < self.idle_s:
+            return []
+        now = max(self.now_s, self._data_now_s + idle)
+        self.now_s = now
+        return list(self.rules.evaluate(self.picture(), [], sensor_states, now))
+
+    def restore_cues(self, open_bodies: list[dict[str, Any]]) -> int:
+        """Cues a previous run left open continue under their ids (CueStore.open_cues())."""
+        if self.rules is None:
+            return 0
+        return int(self.rules.restore(open_bodies))
 
     def heartbeat(self, hb: Heartbeat) -> None:
         """A sensor's declared coverage reaches the tracker (misses count only inside it)."""
@@ -76,41 +108,51 @@ class FusionCore:
         counts = np.bincount(full.status.astype(np.int64), minlength=len(TRACK_STATUS_NAMES))
         return {name: int(counts[i]) for i, name in enumerate(TRACK_STATUS_NAMES) if i > 0}
 
-    def cue_counts(self) -> dict[tuple[str, str], int]:
-        """Open cues by (rule, state) when the engine exposes them."""
-        fn = getattr(self.rules, "open_counts", None)
-        return dict(fn()) if callable(fn) else {}
-
     # -- persistence --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        snap: dict[str, Any] = {"tracker": self.tracker.snapshot()}
-        if self.rules is not None and hasattr(self.rules, "snapshot"):
-            snap["rules"] = self.rules.snapshot()
-        return snap
+        return {"tracker": self.tracker.snapshot(), "now_s": float(self.now_s)}
 
     def restore(self, snap: dict[str, Any]) -> None:
         from fusion.tracker import Tracker
 
         self.tracker = Tracker.restore(snap["tracker"], self.tracker.config)
-        if self.rules is not None and "rules" in snap and hasattr(self.rules, "restore"):
-            self.rules.restore(snap["rules"])
+        self.now_s = float(snap.get("now_s", -np.inf))
         self._picture = None
 
     def warm_up(self) -> None:
-        """Compiles every numba kernel on tiny arrays of the real dtypes (before binding), by
-        running a throw-away tracker and rule engine through each measurement kind."""
+        """Compiles every numba kernel on tiny arrays of the real dtypes (before binding): a
+        throw-away tracker takes each measurement kind until tracks confirm, and a throw-away
+        rule engine on the same sites scans its picture with an event and a sensor state."""
         from fusion.tracker import Tracker
 
-        warm = getattr(Tracker, "warm_up", None)
-        if callable(warm):
-            warm()
-        else:
-            _warm_tracker(Tracker(self.tracker.config, origin=self.origin), self.origin)
-        if self.rules is not None:
-            fn = getattr(self.rules, "warm_up", None)
-            if callable(fn):
-                fn()
+        warm = Tracker(self.tracker.config, origin=self.origin)
+        t_s = _warm_tracker(warm, self.origin)
+        if self.rules is None:
+            return
+        from fusion.rules.engine import RuleEngine
+
+        engine = RuleEngine(self.rules.sites, self.rules.config)
+        lat0, lon0, alt0 = self.origin
+        event = Detections(
+            sensor="warm-event",
+            seq=1,
+            kind=KIND_EVENT,
+            t=np.array([t_s]),
+            z=np.array([[lat0, lon0, alt0]]),
+            R=np.eye(3)[None] * 100.0,
+            meta={"event": "gunshot"},
+        )
+        states = {
+            "warm-radar": {
+                "state": "lost",
+                "site": [lat0, lon0, alt0],
+                "coverage": {"max_range_m": 10_000.0},
+                "last_hb_s": t_s - 100.0,
+            }
+        }
+        engine.evaluate(warm.picture(confirmed_only=True), [event], states, t_s)
+        engine.evaluate(warm.picture(confirmed_only=True), [], states, t_s + 30.0)
 
 
 def _build_rules(config: FusionConfig, frame: Any) -> Any:
@@ -121,17 +163,19 @@ def _build_rules(config: FusionConfig, frame: Any) -> Any:
     return RuleEngine(sites, config.rules or None)
 
 
-def _warm_tracker(tracker: Any, origin: tuple[float, float, float]) -> None:
+def _warm_tracker(tracker: Any, origin: tuple[float, float, float]) -> float:
+    """Steps `tracker` through every kind until its tracks confirm; returns the last time."""
     lat0, lon0, alt0 = origin
     t0 = 1.0e9
+    k = 0
     for i, (kind, z, R) in enumerate(_warm_batches(lat0, lon0, alt0)):
-        for k in range(3):
+        for k in range(6):
             tracker.step(
                 Detections(
                     sensor=f"warm-{kind}",
                     seq=i * 10 + k,
                     kind=kind,
-                    t=np.full(z.shape[0], t0 + k),
+                    t=np.full(z.shape[0], t0 + 6 * i + k),
                     z=z,
                     R=R,
                     site=(lat0, lon0, alt0),
@@ -140,6 +184,7 @@ def _warm_tracker(tracker: Any, origin: tuple[float, float, float]) -> None:
                 )
             )
     tracker.picture(confirmed_only=False)
+    return t0 + 6 * i + k
 
 
 def _warm_batches(lat0: float, lon0: float, alt0: float) -> list:

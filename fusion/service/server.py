@@ -149,6 +149,7 @@ class FusionService:
         self._feed: FeedWriter | None = None
         self._sockets: list[zmq.Socket] = []
         self._next_tracks = self._next_status = self._next_snapshot = 0.0
+        self._next_tick = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -159,8 +160,12 @@ class FusionService:
         self._warm_up()
         log.info("warm-up done in %.2f s", time.perf_counter() - t0)
         self._restore()
-        for body in self.store.open_cues():
+        open_cues = self.store.open_cues()
+        for body in open_cues:
             self._open_cues[str(body.get("id"))] = str(body.get("rule"))
+        restore_cues = getattr(self.core, "restore_cues", None)
+        if open_cues and restore_cues is not None:
+            log.info("%d open cues continue from the store", restore_cues(open_cues))
         warn_plaintext(cfg)
         self.zap = ZapHandler(self.ctx, self.allowlist).start()
         self.ingest_sock = self._bind(zmq.ROUTER, cfg.service.ingest, DOMAIN_INGEST)
@@ -226,6 +231,8 @@ class FusionService:
                 self._ready.extend(self.reorder.pop_ready(now))
                 if self._ready:
                     self._process_ready(budget=PROCESS_CHUNK * 4)
+                else:
+                    self._idle_tick(now)
                 self._periodic(self.clock())
         finally:
             self._shutdown()
@@ -347,7 +354,21 @@ class FusionService:
             for body in cues:
                 self._emit_cue(body, newest_recv)
 
-    def _emit_cue(self, body: dict[str, Any], newest_recv_s: float) -> None:
+    def _idle_tick(self, now: float) -> None:
+        tick = getattr(self.core, "tick", None)
+        if tick is None or now < self._next_tick:
+            return
+        self._next_tick = now + 0.5
+        try:
+            cues = tick(self.sensor_states(now), now)
+        except Exception:
+            self.core_errors += 1
+            log.exception("idle scan failed")
+            return
+        for body in cues:
+            self._emit_cue(body, None)
+
+    def _emit_cue(self, body: dict[str, Any], newest_recv_s: float | None) -> None:
         key = (str(body.get("id")), str(body.get("state")), float(body.get("t_s", 0.0)))
         if key in self._replayed_cues:
             self._replayed_cues.discard(key)
@@ -360,7 +381,8 @@ class FusionService:
             log.exception("cue not storable, not published: %s", str(body)[:200])
             return
         self.publisher.publish_cue(body)
-        self.cue_latency.observe(self.clock() - newest_recv_s)
+        if newest_recv_s is not None:
+            self.cue_latency.observe(self.clock() - newest_recv_s)
         rule, state = str(body.get("rule")), str(body.get("state"))
         self.cue_events[(rule, state)] = self.cue_events.get((rule, state), 0) + 1
         if state == "close":

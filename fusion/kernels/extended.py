@@ -8,10 +8,11 @@ the measurement function is ``h(x) = aer(M x[:3] + c)`` and its exact Jacobian i
 ``J_aer(q) @ M`` on the position columns and zero on the velocity columns. Azimuth innovations
 are wrapped to [-pi, pi) so a track near north is not pulled around the circle.
 
-The update itself is ``fusion.kernels.kalman.joseph_update_row`` (Joseph form); this module
-only linearises. ``linearize_row`` covers every measurement kind by a code shared with the
-gating kernels (``MEAS_POS``, ``MEAS_POLAR``, ``MEAS_BEARING`` as ``MODE_*`` in
-``fusion.kernels.gating``, plus ``MEAS_POS_VEL``), which is what the IMM kernels use too.
+The update itself is the Joseph form of ``fusion.kernels.kalman`` (its variants for H = [I 0]
+and for H = [Hp 0]); this module only linearises. ``linearize_row`` covers every measurement
+kind by a code shared with the gating kernels (``MEAS_POS``, ``MEAS_POLAR``, ``MEAS_BEARING``
+as ``MODE_*`` in ``fusion.kernels.gating``, plus ``MEAS_POS_VEL``); ``update_row`` is the
+one-measurement update that the batched and IMM kernels share.
 """
 
 from __future__ import annotations
@@ -22,7 +23,11 @@ import numpy as np
 
 from fusion.geo import aer_jacobian_into, aer_of, wrap_angle
 from fusion.jit import njit
-from fusion.kernels.kalman import joseph_select_row, joseph_update_row_any, new_workspace
+from fusion.kernels.kalman import (
+    joseph_position_jacobian_row,
+    joseph_select_row,
+    new_workspace,
+)
 
 __all__ = [
     "MEAS_POS",
@@ -147,7 +152,14 @@ def update_row(
     m = linearize_row(kind, x, z, M, c, H, y)
     if m < 0:
         return math.inf, math.inf, -1
-    d2, logdet = joseph_update_row_any(x, P, H, y, R, m, work)
+    # Polar and bearing Jacobians have no velocity columns; m is made a literal so the small
+    # loops unroll.
+    if m == 3:
+        d2, logdet = joseph_position_jacobian_row(x, P, H, y, R, 3, work)
+    elif m == 2:
+        d2, logdet = joseph_position_jacobian_row(x, P, H, y, R, 2, work)
+    else:
+        d2, logdet = joseph_position_jacobian_row(x, P, H, y, R, 1, work)
     return d2, logdet, m
 
 

@@ -197,3 +197,27 @@ def test_imm_beats_a_single_cv_filter_on_a_manoeuvring_target() -> None:
     assert mus[leg + leg // 2 - 1, 1] > 0.5  # +5 deg/s turn (counter-clockwise)
     assert mus[3 * leg + leg // 2 - 1, 2] > 0.5  # -5 deg/s turn
     assert mus[2 * leg + leg // 2 - 1, 0] > 0.5  # straight leg
+
+
+def test_deterministic_bit_for_bit() -> None:
+    rng = np.random.default_rng(21)
+    models = ImmModelSet.cv_ct()
+    n = 30
+    x0 = np.column_stack([rng.normal(0, 3e4, (n, 3)), rng.normal(0, 100, (n, 3))])
+    P0 = np.stack([_spd(rng, np.array([400.0, 400.0, 900.0, 25.0, 25.0, 4.0])) for _ in range(n)])
+    zs = [x0[:, :3] + rng.normal(0, 50, (n, 3)) for _ in range(5)]
+    R = np.broadcast_to(np.eye(3) * 2500.0, (n, 3, 3)).copy()
+    rows = np.arange(n, dtype=np.int64)
+    M, c = np.eye(3), np.zeros(3)
+    outs = []
+    for _ in range(2):
+        x, P = x0.copy(), P0.copy()
+        mu = np.zeros((n, 3))
+        xm, Pm = np.zeros((n, 3, 6)), np.zeros((n, 3, 6, 6))
+        imm_init(x, P, mu, xm, Pm, rows, rows, models.mu0)
+        for z in zs:
+            imm_predict(x, P, mu, xm, Pm, rows, rows, np.full(n, 1.5), models.omega_rad_s,
+                        models.q_h, models.q_v, models.transition)  # fmt: skip
+            imm_update(MEAS_POS, x, P, mu, xm, Pm, rows, rows, rows, z, R, M, c, np.empty(n))
+        outs.append(b"".join(a.tobytes() for a in (x, P, mu, xm, Pm)))
+    assert outs[0] == outs[1]

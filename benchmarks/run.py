@@ -25,6 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # name -> (arguments of the full run, arguments of a quick run)
 BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "protocol": (["--batches", "2000"], ["--batches", "200"]),
+    "geo": (["--points", "200000", "--tracks", "20000"], ["--points", "20000", "--tracks", "2000"]),
     "tracker": (
         ["--targets", "1000", "--scans", "20", "--peers", "filterpy"],
         ["--targets", "200", "--scans", "5"],

@@ -1,10 +1,11 @@
 """CoT bridge: latency from the service's publish to a TAK listener, and event throughput.
 
-The path measured is the production one: `fusion.service.publisher.Publisher.publish_cue` on a
-ZeroMQ PUB socket (loopback TCP) -> `fusion.client` Subscription -> `CotBridge` -> TCP and UDP
-senders -> a TAK-like listener (loopback) that parses each event as XML. Latency is taken
-from just before `publish_cue` to the listener having the whole event, one cue at a time with
-a pause between them (an unloaded system), then a burst for throughput.
+The path measured is the production one, on loopback with CURVE: an adapter's batch ->
+`FusionService` (ingest, reorder, a counting core that makes one cue per batch, cue store,
+PUB) -> `fusion.client` subscription -> `CotBridge` -> TCP and UDP senders -> a TAK-like
+listener that parses each event as XML. Latency is taken from the publish time the service
+stamps in each message's header to the listener holding the whole event (and, separately,
+from the adapter's send), one cue at a time with a pause between them, then a burst.
 
     python -m benchmarks.cot [--cues 300] [--burst 3000] [--tracks 1000] [--json PATH]
 """
@@ -17,19 +18,22 @@ import os
 import platform
 import socket
 import statistics
+import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
-import zmq
 
 from fusion.client import FusionClient
 from fusion.cot import circular_error_m
 from fusion.cot_bridge import CotBridge
 from fusion.cot_transport import MultiSender, open_sender
 from fusion.messages import TrackUpdate
-from fusion.service.publisher import Publisher
+from fusion.security import load_secret
+from fusion.service.server import FusionService, run_in_thread
+from fusion.service.testing import CountingCore, RawAdapter, make_batch, write_config
 
 
 class Listener:
@@ -51,7 +55,7 @@ class Listener:
             t.start()
 
     def _record(self, kind: str, xml: bytes) -> None:
-        t = time.perf_counter()
+        t = time.time()  # the publisher stamps wall-clock time; same host, same clock
         try:
             uid = ET.fromstring(xml).get("uid")
         except ET.ParseError:
@@ -92,36 +96,24 @@ class Listener:
             self._record("udp", data)
 
 
-def _cue(k: int, seq: int) -> dict:
-    # the client drops a cue whose store seq it has already seen: seq must increase
-    return {
-        "id": f"bench:{k}",
-        "seq": seq,
-        "state": "open",
-        "rule": "incursion",
-        "site": "port-alpha",
-        "t_s": time.time(),
-        "track": k,
-        "pos": [46.5 + 1e-4 * k, 31.0, 0.0],
-        "sigma_m": 30.0,
-        "severity": "high",
-        "confidence": 0.9,
-        "text": f"Track {k} entered Port Alpha.",
-    }
-
-
 def _pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs), q)) if xs else float("nan")
 
 
 def run(n_cues: int, burst: int, n_tracks: int) -> dict:
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.linger = 0
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    publisher = Publisher(pub, time.time)
-    client = FusionClient("tcp://127.0.0.1:1", f"tcp://127.0.0.1:{port}", context=ctx)
-    sub = client.subscribe(["cue"], catch_up=False)
+    tmp = tempfile.TemporaryDirectory()
+    config, _ = write_config(Path(tmp.name), adapters={"adapter": ["s1"]})
+    svc = FusionService(config, core=CountingCore(cue_every=1))
+    svc.start()
+    svc_thread = run_in_thread(svc)
+    adapter = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
+    client = FusionClient(
+        svc.endpoints["query"],
+        svc.endpoints["publish"],
+        keys=load_secret("subscriber", config.security.keys_dir),
+        server_public=svc.server_keys.public,
+    )
+    sub = client.subscribe(["cue"])
     lst = Listener()
     sender = MultiSender(
         [
@@ -131,46 +123,49 @@ def run(n_cues: int, burst: int, n_tracks: int) -> dict:
     )
     bridge = CotBridge(sender.send)
     stop = threading.Event()
+    t_pub: dict[str, float] = {}
 
     def pump() -> None:
         while not stop.is_set():
             r = sub.next(timeout_s=0.1)
             if r is not None:
+                if hasattr(r.message, "body"):
+                    t_pub[f"fusion.cue.{r.message.body['id']}"] = r.t_pub_s
                 bridge.on_message(r.topic, r.message)
 
     th = threading.Thread(target=pump, daemon=True)
     th.start()
-    # the slow joiner: publish until the subscription carries a message end to end
-    seq = 0
+    # warm-up: one cue through everything (TCP connect, first compiles and imports)
+    adapter.send_msg(make_batch("s1", 1, n=1))
     deadline = time.monotonic() + 10
     while not lst.arrivals["tcp"] and time.monotonic() < deadline:
-        seq += 1
-        publisher.publish_cue({**_cue(-seq, seq), "id": f"warm:{seq}"})
-        time.sleep(0.05)
-    # unloaded latency: one cue at a time
-    sent: dict[str, float] = {}
-    for k in range(n_cues):
-        seq += 1
-        body = _cue(k, seq)
-        sent[f"fusion.cue.{body['id']}"] = time.perf_counter()
-        publisher.publish_cue(body)
         time.sleep(0.01)
-    time.sleep(0.3)
-    lat = {kind: [] for kind in ("tcp", "udp")}
-    for kind in lat:
-        for uid, t0 in sent.items():
+    # unloaded latency: one cue at a time
+    t_send: dict[str, float] = {}
+    for seq in range(2, n_cues + 2):
+        t_send[f"fusion.cue.s1-{seq}"] = time.time()
+        adapter.send_msg(make_batch("s1", seq, n=1))
+        time.sleep(0.02)
+    end = time.monotonic() + 5
+    while time.monotonic() < end and not all(u in lst.arrivals["tcp"] for u in t_send):
+        time.sleep(0.01)
+    time.sleep(0.2)
+    lat = {k: [] for k in ("tcp", "udp", "send_tcp")}
+    for uid, t0 in t_send.items():
+        for kind in ("tcp", "udp"):
             t1 = lst.arrivals[kind].get(uid)
-            if t1 is not None:
-                lat[kind].append((t1 - t0) * 1000.0)
-    # throughput: a burst of cues as fast as the publisher goes
+            if t1 is not None and uid in t_pub:
+                lat[kind].append((t1 - t_pub[uid]) * 1000.0)
+        t1 = lst.arrivals["tcp"].get(uid)
+        if t1 is not None:
+            lat["send_tcp"].append((t1 - t0) * 1000.0)
+    # throughput: a burst of batches, one cue each, as fast as the adapter sends them
     burst_ids = []
-    t_start = time.perf_counter()
-    for k in range(n_cues, n_cues + burst):
-        seq += 1
-        body = _cue(k, seq)
-        burst_ids.append(f"fusion.cue.{body['id']}")
-        publisher.publish_cue(body)
-    end = time.monotonic() + 30
+    t_start = time.time()
+    for seq in range(n_cues + 2, n_cues + 2 + burst):
+        burst_ids.append(f"fusion.cue.s1-{seq}")
+        adapter.send_msg(make_batch("s1", seq, n=1))
+    end = time.monotonic() + 60
     while time.monotonic() < end and not all(u in lst.arrivals["tcp"] for u in burst_ids):
         time.sleep(0.01)
     got = [lst.arrivals["tcp"][u] for u in burst_ids if u in lst.arrivals["tcp"]]
@@ -179,9 +174,12 @@ def run(n_cues: int, burst: int, n_tracks: int) -> dict:
     lst.stop.set()
     th.join(timeout=2)
     sub.close()
+    client.close()
     sender.close()
-    pub.close()
-    ctx.term()
+    adapter.close()
+    svc.request_stop()
+    svc_thread.join(15)
+    tmp.cleanup()
 
     # track events: XML building and ce computation, no sockets
     rng = np.random.default_rng(3)
@@ -228,8 +226,10 @@ def run(n_cues: int, burst: int, n_tracks: int) -> dict:
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "cues": n_cues,
+        "reorder_lag_s": config.service.reorder_lag_s,
         "latency_tcp": summary(lat["tcp"]),
         "latency_udp": summary(lat["udp"]),
+        "latency_send_to_tcp": summary(lat["send_tcp"]),
         "lost_tcp": n_cues - len(lat["tcp"]),
         "lost_udp": n_cues - len(lat["udp"]),
         "burst": {
@@ -247,15 +247,16 @@ def run(n_cues: int, burst: int, n_tracks: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cues", type=int, default=300, help="cues for the latency run")
-    ap.add_argument("--burst", type=int, default=3000, help="cues in the throughput burst")
+    ap.add_argument("--burst", type=int, default=2000, help="cues in the throughput burst")
     ap.add_argument("--tracks", type=int, default=1000, help="tracks per update (XML rate)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     res = run(args.cues, args.burst, args.tracks)
-    for kind in ("tcp", "udp"):
+    for kind in ("tcp", "udp", "send_to_tcp"):
         s = res[f"latency_{kind}"]
         print(
-            f"publish -> TAK {kind}: n={s['n']} p50 {s['p50_ms']:.2f} ms, p95 {s['p95_ms']:.2f}"
+            f"{'adapter send' if kind == 'send_to_tcp' else 'publish'} -> TAK {kind}: "
+            f"n={s['n']} p50 {s['p50_ms']:.2f} ms, p95 {s['p95_ms']:.2f}"
             f" ms, p99 {s['p99_ms']:.2f} ms, max {s['max_ms']:.2f} ms;"
             f" within 100 ms {s['within_100ms']}/{res['cues']}"
         )

@@ -42,6 +42,7 @@ CE_ONE_SIGMA_P = 1.0 - math.exp(-0.5)
 HOW_FUSED = "m-f"  # machine-generated, fused
 COT_VERSION = "2.0"
 TYPE_DELETE = "t-x-d-d"
+UNKNOWN_ERROR_M = 9999999.0  # CoT's value for an unknown ce / le / hae
 # Breach rules (DESIGN.md) become "geofence breached" alarms; the outage of a sensor is an alarm
 # about our own coverage, not about a target, so it gets the plain alarm type.
 DEFAULT_CUE_TYPES: dict[str, str] = {
@@ -273,8 +274,9 @@ def track_event(
     return _bytes(ev)
 
 
-def _cue_point(body: dict[str, Any]) -> tuple[float, float, float, float, float]:
-    """(lat, lon, hae, ce, le) of a cue body; pos may be [lat, lon(, alt)] or a mapping."""
+def cue_point(body: dict[str, Any]) -> tuple[float, float, float, float, float] | None:
+    """(lat, lon, hae, ce, le) of a cue body, None when it has no position; pos may be
+    [lat, lon(, alt)] or a mapping."""
     pos = body.get("pos")
     if isinstance(pos, dict):
         lat, lon = pos.get("lat", pos.get("lat_deg")), pos.get("lon", pos.get("lon_deg"))
@@ -283,7 +285,9 @@ def _cue_point(body: dict[str, Any]) -> tuple[float, float, float, float, float]
         lat, lon = pos[0], pos[1]
         alt = pos[2] if len(pos) > 2 else 0.0
     else:
-        raise ValueError(f"cue {body.get('id')!r} has no position")
+        return None
+    if lat is None or lon is None:
+        return None
     sigma = body.get("sigma_m")
     if sigma is None:
         ce = le = 0.0
@@ -304,10 +308,15 @@ def cue_event(
     now_s: float,
     stale_s: float,
     track_link: tuple[str, str] | None = None,
+    point: tuple[float, float, float, float, float] | None = None,
 ) -> bytes:
     """A cue as an alert event: the cue's sentence in `<remarks>`, its fields in
-    `<_fusion_cue>`, and a link to the track's event when there is one."""
-    lat, lon, hae, ce, le = _cue_point(body)
+    `<_fusion_cue>`, and a link to the track's event when there is one. A cue without a
+    position (a sensor outage, say) is placed at `point` (lat, lon, hae, ce, le) when given,
+    else at 0, 0 with CoT's "unknown" errors (9999999 m)."""
+    lat, lon, hae, ce, le = (
+        cue_point(body) or point or (0.0, 0.0, 0.0, UNKNOWN_ERROR_M, UNKNOWN_ERROR_M)
+    )
     start = float(body.get("t_s", now_s))
     ev = _event(uid, cot_type, now_s, min(start, now_s), stale_s, HOW_FUSED)
     _point(ev, lat, lon, hae, ce, le)
@@ -335,7 +344,7 @@ def cue_event(
 def delete_event(target_uid: str, target_type: str, now_s: float, uid: str) -> bytes:
     """A `t-x-d-d` tasking event asking receivers to remove `target_uid` at once."""
     ev = _event(uid, TYPE_DELETE, now_s, now_s, now_s + 20.0, "h-g-i-g-o")
-    _point(ev, 0.0, 0.0, 0.0, 9999999.0, 9999999.0)
+    _point(ev, 0.0, 0.0, 0.0, UNKNOWN_ERROR_M, UNKNOWN_ERROR_M)
     detail = ET.SubElement(ev, "detail")
     ET.SubElement(detail, "link", {"uid": target_uid, "type": target_type, "relation": "none"})
     ET.SubElement(detail, "__forcedelete")

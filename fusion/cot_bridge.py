@@ -17,6 +17,7 @@ import numpy as np
 
 from fusion.cot import (
     DEFAULT_CUE_TYPES,
+    UNKNOWN_ERROR_M,
     AffiliationPolicy,
     TrackRow,
     course_speed,
@@ -77,6 +78,7 @@ class _TrackState:
     cot_type: str
     stale_s: float
     last_xml: bytes
+    point: tuple[float, float, float, float, float]  # lat, lon, hae, ce, le
 
 
 @dataclass
@@ -86,6 +88,8 @@ class _CueState:
     body: dict[str, Any]
     sent_s: float
     last_xml: bytes
+    link: tuple[str, str] | None
+    point: tuple[float, float, float, float, float] | None
 
 
 @dataclass
@@ -105,7 +109,8 @@ class CotBridge:
     leave (status free, absent from a full picture, or silent past their stale time) and cues
     that close are withdrawn. `clock` gives the sending time and is injectable for tests;
     `origin` is the theatre origin, used to rotate TrackUpdate covariances to each track;
-    `full_updates` makes every TrackUpdate a whole picture.
+    `full_updates` makes every TrackUpdate a whole picture; `site_points` (site id -> lat, lon)
+    places cues that carry no position of their own.
     """
 
     def __init__(
@@ -115,9 +120,11 @@ class CotBridge:
         clock: Callable[[], float] = time.time,
         origin: tuple[float, float, float] | None = None,
         full_updates: bool = False,
+        site_points: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         self.send_fn = send
         self.full_updates = full_updates
+        self.site_points = dict(site_points or {})
         self._frame = None
         if origin is not None:
             from fusion.geo import LocalFrame
@@ -168,15 +175,22 @@ class CotBridge:
         cot_type = cfg.cue_types.get(rule, "b-a-g")
         track = body.get("track")
         link = None
+        # where to put a cue that has no position: its track, else its site
+        point = None
         if track is not None and int(track) in self._tracks:
             ts = self._tracks[int(track)]
             link = (ts.uid, ts.cot_type)
+            point = ts.point
         elif track is not None:
             link = (f"{cfg.uid_prefix}.track.{int(track)}", "a-u-G")
+        site = body.get("site")
+        if point is None and site is not None and str(site) in self.site_points:
+            lat, lon = self.site_points[str(site)]
+            point = (lat, lon, 0.0, UNKNOWN_ERROR_M, UNKNOWN_ERROR_M)
         if state == "close":
             self._cues.pop(cue_id, None)
             self._forget_rule(track, rule, cue_id)
-            xml = cue_event(body, uid, cot_type, now, now, link)
+            xml = cue_event(body, uid, cot_type, now, now, link, point)
             self._send(xml)
             n = 1
             if cfg.withdraw in ("delete", "both"):
@@ -185,8 +199,8 @@ class CotBridge:
             self.stats.withdrawals += 1
             self.stats.cue_events += 1
             return n
-        xml = cue_event(body, uid, cot_type, now, now + cfg.cue_stale_s, link)
-        self._cues[cue_id] = _CueState(uid, cot_type, dict(body), now, xml)
+        xml = cue_event(body, uid, cot_type, now, now + cfg.cue_stale_s, link, point)
+        self._cues[cue_id] = _CueState(uid, cot_type, dict(body), now, xml, link, point)
         if track is not None:
             self._open_rules_by_track.setdefault(int(track), set()).add(f"{rule}\0{cue_id}")
         self._send(xml)
@@ -203,7 +217,7 @@ class CotBridge:
         for cs in self._cues.values():
             if now - cs.sent_s >= cfg.cue_refresh_s:
                 cs.last_xml = cue_event(
-                    cs.body, cs.uid, cs.cot_type, now, now + cfg.cue_stale_s, None
+                    cs.body, cs.uid, cs.cot_type, now, now + cfg.cue_stale_s, cs.link, cs.point
                 )
                 cs.sent_s = now
                 self._send(cs.last_xml)
@@ -281,7 +295,8 @@ class CotBridge:
             uid = f"{cfg.uid_prefix}.track.{row.id}"
             callsign = f"T{row.id}" + (f" {row.ident}" if row.ident else "")
             xml = track_event(row, uid, cot_type, now, stale, callsign)
-            self._tracks[row.id] = _TrackState(row.t_s, interval, uid, cot_type, stale, xml)
+            point = (row.lat_deg, row.lon_deg, row.alt_m, row.ce_m, row.le_m)
+            self._tracks[row.id] = _TrackState(row.t_s, interval, uid, cot_type, stale, xml, point)
             self._send(xml)
             self.stats.track_events += 1
             sent += 1
@@ -303,3 +318,12 @@ class CotBridge:
             n += 1
         self.stats.withdrawals += 1
         return n
+
+
+def site_points(sites: Any) -> dict[str, tuple[float, float]]:
+    """Site id -> (lat, lon) of a representative point (on the site) of a fusion.sites.SiteSet."""
+    out = {}
+    for s in sites:
+        p = s.geometry_ll.representative_point()
+        out[s.id] = (float(p.y), float(p.x))
+    return out

@@ -11,6 +11,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -311,9 +312,43 @@ def test_open_cues_are_refreshed_before_stale():
 
 def test_bad_input_is_counted_not_raised():
     bridge = CotBridge(lambda b: None)
-    assert bridge.on_message("cue.x", {"id": "x", "rule": "incursion", "t_s": T0}) == 0
-    assert bridge.stats.bad_input == {"ValueError": 1}
+    bad = {"id": "x", "rule": "incursion", "t_s": T0, "pos": [float("nan"), 34.0]}
+    assert bridge.on_message("cue.x", bad) == 0
+    assert bridge.on_message("cue.x", {**bad, "pos": [47.0, 34.0], "track": "seven"}) == 0
+    assert bridge.stats.bad_input == {"ValueError": 2}
     assert bridge.on_message("status", object()) == 0
+
+
+def test_cue_without_position_goes_to_its_track_or_site():
+    out: list[bytes] = []
+    bridge = CotBridge(out.append, clock=Clock(T0), site_points={"bridge-east": (46.7, 31.1)})
+    bridge.on_tracks(make_update(T0, [3], [47.25, 34.75, 12.0]))
+    body = {"id": "o1", "rule": "incursion", "site": "bridge-east", "t_s": T0}
+    pt = check_schema(out[-1] if bridge.on_cue({**body, "track": 3}) else b"").find("point")
+    assert (float(pt.get("lat")), float(pt.get("lon")), float(pt.get("hae"))) == (47.25, 34.75, 12)
+    assert float(pt.get("ce")) == pytest.approx(10.0)  # the track's own 1-sigma
+    bridge.on_cue({**body, "id": "o2", "rule": "sensor_outage"})
+    ev = check_schema(out[-1])
+    assert ev.get("type") == "b-a"
+    assert float(ev.find("point").get("lat")) == 46.7
+    assert float(ev.find("point").get("ce")) == 9999999.0
+    bridge.on_cue({**body, "id": "o3", "site": "elsewhere"})
+    pt = check_schema(out[-1]).find("point")
+    assert (float(pt.get("lat")), float(pt.get("ce"))) == (0.0, 9999999.0)
+
+
+def test_site_points_lie_on_the_sites():
+    from shapely.geometry import Point
+
+    from fusion.cot_bridge import site_points
+    from fusion.sites import load_sites
+
+    ss = load_sites(Path(__file__).resolve().parent.parent / "configs/sites/demo.geojson")
+    pts = site_points(ss)
+    assert set(pts) == {s.id for s in ss}
+    for s in ss:
+        lat, lon = pts[s.id]
+        assert s.geometry_ll.distance(Point(lon, lat)) < 1e-9
 
 
 def test_picture_input_rotates_into_local_frame():
@@ -524,47 +559,63 @@ def test_tls_stream(tmp_path):
         tcp.close()
 
 
-def test_published_cue_reaches_tak_listener_through_the_client():
-    """The production path: Publisher.publish_cue on PUB -> fusion.client -> bridge -> TCP."""
-    zmq = pytest.importorskip("zmq")
-    from fusion.client import FusionClient
-    from fusion.service.publisher import Publisher
+def test_service_cue_reaches_tak_through_fusion_cot(tmp_path):
+    """The production path on loopback with CURVE: an adapter's batch -> FusionService (a
+    counting core that cues every batch) -> store -> PUB -> `fusion cot` (client with catch-up,
+    bridge, TCP sender) -> a TAK-like listener. Each cue is checked against its publish time."""
+    from fusion.cli import main as fusion_main
+    from fusion.service.server import FusionService, run_in_thread
+    from fusion.service.testing import CountingCore, RawAdapter, make_batch, write_config
 
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.linger = 0
-    port = pub.bind_to_random_port("tcp://127.0.0.1")
-    publisher = Publisher(pub, time.time)
-    client = FusionClient("tcp://127.0.0.1:1", f"tcp://127.0.0.1:{port}", context=ctx)
-    sub = client.subscribe(["cue"], catch_up=False)
+    config, path = write_config(tmp_path, adapters={"adapter": ["s1"]})
+    svc = FusionService(config, core=CountingCore(cue_every=1, n_tracks=2))
+    svc.start()
+    svc_thread = run_in_thread(svc)
+    adapter = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
     tcp = TcpListener()
-    sender = open_sender(f"tcp://127.0.0.1:{tcp.port}")
-    bridge = CotBridge(sender.send)
+    args = [
+        "cot",
+        "--config",
+        str(path),
+        "--endpoint",
+        svc.endpoints["publish"],
+        "--query",
+        svc.endpoints["query"],
+        "--to",
+        f"tcp://127.0.0.1:{tcp.port}",
+        "--duration",
+        "3",
+    ]
+    rc: list[int] = []
+    bridge_thread = threading.Thread(target=lambda: rc.append(fusion_main(args)), daemon=True)
     try:
-        # the slow joiner: repeat a warm-up cue until one is through
-        seq, deadline = 0, time.monotonic() + 5
-        while not tcp.events and time.monotonic() < deadline:
-            seq += 1
-            publisher.publish_cue({**CUE, "id": f"warm-{seq}", "seq": seq})
-            r = sub.next(timeout_s=0.05)
-            if r is not None:
-                bridge.on_message(r.topic, r.message)
-        n0 = len(tcp.wait(1))
-        t_pub = time.perf_counter()
-        publisher.publish_cue({**CUE, "seq": seq + 1})
-        r = sub.next(timeout_s=1.0)
-        assert r is not None and r.topic == "cue.line_crossing.plant-1"
-        bridge.on_message(r.topic, r.message)
-        t_arr, xml = tcp.wait(n0 + 1)[-1]
-        ev = check_schema(xml)
-        assert ev.get("uid") == "fusion.cue.incursion:plant-1:17"
-        assert t_arr - t_pub < 0.1  # loosely; benchmarks/results/cot.md has the distribution
+        adapter.send_msg(make_batch("s1", 1, n=3))  # before the bridge: reaches it from the store
+        assert adapter.wait_ack("s1", 1)
+        bridge_thread.start()
+        time.sleep(0.5)
+        for seq in range(2, 6):
+            adapter.send_msg(make_batch("s1", seq, n=3))
+            time.sleep(0.05)
+        deadline = time.monotonic() + 5
+        cues: dict[str, float] = {}
+        while len(cues) < 5 and time.monotonic() < deadline:
+            for t_arr, xml in tcp.wait(len(tcp.events) + 1, 0.2):
+                ev = check_schema(xml)
+                if ev.get("type") == "b-a-g":
+                    cues.setdefault(ev.get("uid"), t_arr)
+        assert sorted(cues) == [f"fusion.cue.s1-{k}" for k in range(1, 6)]
+        tracks = [ET.fromstring(x) for _, x in tcp.events]
+        assert {e.get("uid") for e in tracks if e.get("type", "").startswith("a-")} == {
+            "fusion.track.0",
+            "fusion.track.1",
+        }
+        bridge_thread.join(10)
+        assert rc == [0]
     finally:
-        sender.close()
+        adapter.close()
         tcp.close()
-        sub.close()
-        pub.close()
-        ctx.term()
+        svc.request_stop()
+        svc_thread.join(15)
 
 
 def test_cot_command_bridges_a_replay_directory(tmp_path):

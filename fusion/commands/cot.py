@@ -111,6 +111,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--replay", type=Path, help="bridge a replay output directory instead")
     p.add_argument("--speed", type=float, default=0.0, help="replay pacing (x real time; 0 none)")
+    p.add_argument("--sites", type=Path, help="site file, to place cues without a position")
     p.add_argument("--tls", action="store_true", help="use TLS on tcp:// endpoints")
     p.add_argument("--tls-ca", help="CA file that signed the TAK server's certificate")
     p.add_argument("--tls-cert", help="client certificate (PEM)")
@@ -137,6 +138,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--cue-stale", type=float, default=300.0, help="stale of open cues, s")
     p.add_argument("--duration", type=float, default=0.0, help="stop after S seconds (0 never)")
     p.set_defaults(func=main)
+
+
+def _site_points(path: Path | None) -> dict[str, tuple[float, float]]:
+    """Where cues without a position go: a point on their site (none when no site file)."""
+    if path is None:
+        return {}
+    from fusion.cot_bridge import site_points
+    from fusion.sites import SiteError, load_sites
+
+    try:
+        return site_points(load_sites(path))
+    except SiteError as exc:
+        log.warning("fusion cot: sites %s not usable (%s); positionless cues go to 0, 0", path, exc)
+        return {}
 
 
 def build_sender(args: argparse.Namespace):
@@ -201,6 +216,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"fusion cot: {exc}", file=sys.stderr)
                 return 2
             source = replay_pairs(out.pairs(), args.speed, stop)
+            sites_path = args.sites or out.sites_path
             if origin is None:
                 from fusion.commands.map import _origin
 
@@ -216,8 +232,15 @@ def main(args: argparse.Namespace) -> int:
                 print(f"fusion cot: {exc}", file=sys.stderr)
                 return 1
             origin = origin or config.theatre.origin
+            sites_path = args.sites or config.theatre.sites
             source = subscription_pairs(sub, stop)
-        bridge = CotBridge(sender.send, cfg, origin=origin, full_updates=bool(args.replay))
+        bridge = CotBridge(
+            sender.send,
+            cfg,
+            origin=origin,
+            full_updates=bool(args.replay),
+            site_points=_site_points(sites_path),
+        )
         t0 = time.monotonic()
         n = bridge.run(source, stop=stop.is_set)
         s = bridge.stats

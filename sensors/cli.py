@@ -12,7 +12,9 @@ import sys
 
 COMMANDS = [
     # one line per sub-command module in sensors/commands
-    "run", "convert", "replay",
+    "run",
+    "convert",
+    "replay",
 ]
 
 

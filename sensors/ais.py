@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import calendar
 import csv
+import functools
 import io
 import math
+import operator
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
@@ -66,15 +68,8 @@ class _Group:
 
 
 def _xor(data: bytes) -> int:
-    # XOR of all bytes by folding one big integer in halves: log2(n) integer operations
-    # instead of a Python loop over every character.
-    x = int.from_bytes(data, "little")
-    n = len(data)
-    while n > 1:
-        half = (n + 1) // 2
-        x = (x & ((1 << (8 * half)) - 1)) ^ (x >> (8 * half))
-        n = half
-    return x
+    # reduce over the bytes runs the loop in C: several times faster than a Python loop
+    return functools.reduce(operator.xor, data, 0)
 
 
 def _nmea_checksum_ok(line: bytes) -> bool:

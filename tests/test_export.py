@@ -194,3 +194,43 @@ def test_export_command_on_replay_dir(tmp_path, capsys):
     assert len(by_layer["site"]) + len(by_layer["line"]) == 6
     assert "1 tracks, 1 open cues, 6 sites" in capsys.readouterr().err
     assert fusion_main(["export", "--replay", str(tmp_path / "missing")]) == 2
+
+
+def test_export_command_from_the_query_socket(tmp_path):
+    """`fusion export` against a running service (CURVE on loopback): its tracks and open cues."""
+    from fusion.service.server import FusionService, run_in_thread
+    from fusion.service.testing import CountingCore, RawAdapter, make_batch, write_config
+
+    config, path = write_config(tmp_path, adapters={"adapter": ["s1"]})
+    svc = FusionService(config, core=CountingCore(cue_every=2, n_tracks=3))
+    svc.start()
+    thread = run_in_thread(svc)
+    adapter = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
+    try:
+        for seq in range(1, 5):
+            adapter.send_msg(make_batch("s1", seq, n=2))
+        assert adapter.wait_ack("s1", 4)
+        out = tmp_path / "live.geojson"
+        args = [
+            "export",
+            "--config",
+            str(path),
+            "--query",
+            svc.endpoints["query"],
+            "--sites",
+            str(DEMO_SITES),
+            "-o",
+            str(out),
+        ]
+        assert fusion_main(args) == 0
+        fc = json.loads(out.read_text())
+        layers: dict[str, list] = {}
+        for f in fc["features"]:
+            layers.setdefault(f["properties"]["layer"], []).append(f["properties"])
+        assert [p["id"] for p in layers["track"]] == [0, 1, 2]
+        assert sorted(p["id"] for p in layers["cue"]) == ["s1-2", "s1-4"]
+        assert len(layers["site"]) + len(layers["line"]) == 6
+    finally:
+        adapter.close()
+        svc.request_stop()
+        thread.join(15)

@@ -336,3 +336,49 @@ def test_map_command_replay_screenshot(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert png.stat().st_size > 10_000
+
+
+def test_map_fed_live_from_the_service(tmp_path):
+    """The map's live path: FusionService -> fusion.client -> MapState -> /state.json."""
+    import threading
+
+    from fusion.client import FusionClient
+    from fusion.commands.cot import subscription_pairs
+    from fusion.security import load_secret
+    from fusion.service.server import FusionService, run_in_thread
+    from fusion.service.testing import CountingCore, RawAdapter, make_batch, write_config
+
+    config, _ = write_config(tmp_path, adapters={"adapter": ["s1"]})
+    svc = FusionService(config, core=CountingCore(cue_every=1, n_tracks=2))
+    svc.start()
+    svc_thread = run_in_thread(svc)
+    adapter = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
+    client = FusionClient(
+        svc.endpoints["query"],
+        svc.endpoints["publish"],
+        keys=load_secret("subscriber", config.security.keys_dir),
+        server_public=svc.server_keys.public,
+    )
+    stop = threading.Event()
+    sub = client.subscribe(["cue", "trk"])
+    server = MapServer(MapState(SITES), source=subscription_pairs(sub, stop)).start()
+    try:
+        adapter.send_msg(make_batch("s1", 1, n=2))
+        deadline = time.monotonic() + 5
+        state = {}
+        while time.monotonic() < deadline:
+            state = json.loads(_get(server.url + "state.json"))
+            if state["open_cues"] and len(state["tracks"]) == 2:
+                break
+            time.sleep(0.1)
+        assert [c["id"] for c in state["open_cues"]] == ["s1-1"]
+        assert [t["id"] for t in state["tracks"]] == [0, 1]
+    finally:
+        stop.set()
+        server.feed_done.wait(3)  # the feeder owns the SUB socket until it returns
+        server.stop()
+        sub.close()
+        client.close()
+        adapter.close()
+        svc.request_stop()
+        svc_thread.join(15)

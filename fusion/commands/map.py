@@ -129,6 +129,8 @@ def main(args: argparse.Namespace) -> int:
         pass
     finally:
         stop.set()
+        # the feeder thread owns the SUB socket until it returns (within its idle poll)
+        server.feed_done.wait(3)
         server.stop()
         if sub is not None:
             sub.close()

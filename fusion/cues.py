@@ -20,7 +20,6 @@ It does not evaluate rules (fusion.rules) nor store or publish cues.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,7 @@ from fusion.rules import (
     loiter,
     sensor_outage,
 )
-from fusion.rules.base import SENSOR_KIND_NAMES, Findings, ScanContext
+from fusion.rules.base import SENSOR_KIND_NAMES, Findings, PairMemory, ScanContext
 from fusion.rules.params import RULES, SEVERITY_BONUS, SEVERITY_NAMES
 from fusion.rules.text import track_text
 from fusion.sites import SiteSet
@@ -128,52 +127,135 @@ class _Cue:
     opened_t_s: float
     last_seen_t_s: float
     last_emit_t_s: float
-    scan: int  # last scan that saw the condition
-    src: tuple[Findings, int, ScanContext] | None = None  # where its latest data lives
-    last_body: dict[str, Any] | None = None  # restored cues before their first sighting
+    scan: int  # last scan that saw the condition (cues of event and sensor rules)
+    src: tuple[Findings, int, ScanContext] | None = None  # latest data (event/sensor rules)
+    last_body: dict[str, Any] | None = None  # the latest body emitted (or restored)
 
 
 class CueBook:
-    """Open cues and their lifecycle. `step` is called once per scan with all findings."""
+    """Open cues and their lifecycle. `step` is called once per scan with all findings.
+
+    Cues about tracks (most of them) are indexed per rule by a (track, site) code in sorted
+    arrays, so a scan touches its findings with array operations and spends Python time only
+    on the cues it emits; cues about events and sensors are few and live in a dict.
+    """
 
     def __init__(self, sites: SiteSet, config: CueConfig | None = None) -> None:
         self.sites = sites
         self.config = config or CueConfig()
         self.open: dict[tuple[str, int, Any], _Cue] = {}
+        self._others: dict[tuple[str, int, Any], _Cue] = {}  # event and sensor cues
+        self._index = {
+            r: PairMemory({"last_seen": 0.0, "last_emit": 0.0, "scan": np.int64(0)}) for r in RULES
+        }
         self._scan = 0
 
     def step(self, findings: list[Findings], ctx: ScanContext) -> list[dict[str, Any]]:
         self._scan += 1
         now = ctx.now_s
         emit: list[tuple[str, _Cue]] = []
+        batches: list[tuple[Findings, np.ndarray, list[str], list[_Cue]]] = []
         for F in findings:
-            enter = F.enter.tolist()
-            sites = F.site.tolist()
-            for k, subject in enumerate(F.subject):
-                key = (F.rule, sites[k], subject)
-                cue = self.open.get(key)
-                if cue is None:
-                    if not enter[k]:
-                        continue
-                    site_id = self.sites.sites[sites[k]].id
-                    cue = _Cue(cue_id(F.rule, site_id, subject, now), F.rule, sites[k],
-                               subject, now, now, now, self._scan)  # fmt: skip
-                    self.open[key] = cue
-                    emit.append(("open", cue))
-                elif now - cue.last_emit_t_s >= self.config.update_interval_s:
-                    emit.append(("update", cue))
-                    cue.last_emit_t_s = now
-                cue.last_seen_t_s = now
-                cue.scan = self._scan
-                cue.src = (F, k, ctx)
-        for key, cue in list(self.open.items()):
-            if cue.scan != self._scan and now - cue.last_seen_t_s >= self.config.close_after(
-                cue.rule
-            ):
-                emit.append(("close", cue))
-                del self.open[key]
-        emit.sort(key=lambda e: _order(e[1], e[0]))
-        return self._bodies(emit, ctx)
+            if F.info is None:
+                batch = self._step_tracks(F, ctx)
+                if batch is not None:
+                    batches.append(batch)
+            else:
+                self._step_others(F, ctx, emit)
+        for rule, index in self._index.items():
+            if not len(index):
+                continue
+            gone = (index.cols["scan"] != self._scan) & (
+                now - index.cols["last_seen"] >= self.config.close_after(rule)
+            )
+            if gone.any():
+                tid, site = PairMemory.split(index.codes[gone])
+                for t, j in zip(tid.tolist(), site.tolist(), strict=True):
+                    emit.append(("close", self.open.pop((rule, j, t))))
+                index.keep(~gone)
+        for key, cue in list(self._others.items()):
+            if cue.scan != self._scan:
+                if now - cue.last_seen_t_s >= self.config.close_after(cue.rule):
+                    emit.append(("close", cue))
+                    del self.open[key]
+                    del self._others[key]
+        bodies: list[tuple[tuple, dict[str, Any]]] = []
+        for F, ks, states, cues in batches:
+            for state, cue, body in zip(states, cues, _track_bodies(self, F, ks, states, cues,
+                                                                    ctx), strict=True):  # fmt: skip
+                cue.last_body = body
+                bodies.append((_order(cue, state), body))
+        for state, cue in emit:
+            body = self._other_body(state, cue, ctx)
+            cue.last_body = body
+            bodies.append((_order(cue, state), body))
+        bodies.sort(key=lambda ob: ob[0])
+        return [b for _, b in bodies]
+
+    def _step_tracks(self, F: Findings, ctx: ScanContext):
+        """Vectorised lifecycle of one track rule's findings: which open, which update."""
+        index = self._index[F.rule]
+        now = ctx.now_s
+        if len(F) == 0:
+            return None
+        tracks = ctx.ids[F.i]
+        codes = PairMemory.code(tracks, F.site)
+        found, slot = index.lookup(codes)
+        new = ~found & F.enter
+        seen = slot[found]
+        due = np.zeros(len(codes), bool)
+        due[found] = now - index.cols["last_emit"][seen] >= self.config.update_interval_s
+        index.cols["last_seen"][seen] = now
+        index.cols["scan"][seen] = self._scan
+        index.cols["last_emit"][slot[due]] = now
+        ks = np.flatnonzero(new | due)
+        if len(ks) == 0:
+            return None
+        states, cues = [], []
+        sites = F.site[ks].tolist()
+        subjects = tracks[ks].tolist()
+        is_new = new[ks].tolist()
+        for j, t, fresh in zip(sites, subjects, is_new, strict=True):
+            key = (F.rule, j, t)
+            if fresh:
+                cue = _Cue(cue_id(F.rule, self.sites.sites[j].id, t, now), F.rule, j, t,
+                           now, now, now, self._scan)  # fmt: skip
+                self.open[key] = cue
+                states.append("open")
+            else:
+                cue = self.open[key]
+                cue.last_emit_t_s = now
+                states.append("update")
+            cues.append(cue)
+        n_new = int(new.sum())
+        if n_new:
+            index.put(codes[new], {"last_seen": np.full(n_new, now),
+                                   "last_emit": np.full(n_new, now),
+                                   "scan": np.full(n_new, self._scan, np.int64)})  # fmt: skip
+        return F, ks, states, cues
+
+    def _step_others(self, F: Findings, ctx: ScanContext, emit) -> None:
+        now = ctx.now_s
+        enter = F.enter.tolist()
+        sites = F.site.tolist()
+        for k, subject in enumerate(F.subject):
+            key = (F.rule, sites[k], subject)
+            cue = self.open.get(key)
+            if cue is None:
+                if not enter[k]:
+                    continue
+                site_id = self.sites.sites[sites[k]].id
+                cue = _Cue(cue_id(F.rule, site_id, subject, now), F.rule, sites[k], subject,
+                           now, now, now, self._scan)  # fmt: skip
+                self.open[key] = cue
+                self._others[key] = cue
+                emit.append(("open", cue))
+            elif now - cue.last_emit_t_s >= self.config.update_interval_s:
+                emit.append(("update", cue))
+                cue.last_emit_t_s = now
+            cue.last_seen_t_s = now
+            cue.scan = self._scan
+            cue.src = (F, k, ctx)
 
     def restore(self, bodies: list[dict[str, Any]]) -> int:
         """Take over cues left open by a previous run (their latest stored bodies), so that
@@ -184,128 +266,161 @@ class CueBook:
             if site is None or b.get("rule") not in RULES or b.get("state") == "close":
                 continue
             subject = (b.get("evidence") or {}).get("subject", b.get("track"))
-            if isinstance(subject, list):
+            if isinstance(subject, list) or subject is None:
                 continue
+            rule = b["rule"]
             t = float(b["t_s"])
-            key = (b["rule"], site.index, subject)
-            self.open[key] = _Cue(b["id"], b["rule"], site.index, subject,
+            key = (rule, site.index, subject)
+            self.open[key] = _Cue(b["id"], rule, site.index, subject,
                                   float(b.get("opened_t_s", t)), t, t, self._scan,
                                   last_body=dict(b))  # fmt: skip
+            if rule in _EVENT_RULES:
+                self._others[key] = self.open[key]
+            else:
+                code = PairMemory.code(np.array([int(subject)]), np.array([site.index]))
+                self._index[rule].put(code, {"last_seen": np.array([t]),
+                                             "last_emit": np.array([t]),
+                                             "scan": np.array([self._scan], np.int64)})  # fmt: skip
             n += 1
         return n
 
     # -- bodies -------------------------------------------------------------------------------
 
-    def _bodies(self, emit: list[tuple[str, _Cue]], ctx: ScanContext) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        enu_rows: list[tuple[int, np.ndarray]] = []
-        for state, cue in emit:
-            body = self._body(state, cue, ctx, enu_rows, len(out))
-            out.append(body)
-        if enu_rows:
-            llh = self.sites.frame.to_geodetic(np.array([p for _, p in enu_rows]))
-            for (n, _), g in zip(enu_rows, llh, strict=True):
-                out[n]["pos"] = [
-                    round(float(g[0]), 7),
-                    round(float(g[1]), 7),
-                    round(float(g[2]), 1),
-                ]
-        return out
-
-    def _body(self, state, cue: _Cue, ctx: ScanContext, enu_rows, n) -> dict[str, Any]:
+    def _other_body(self, state: str, cue: _Cue, ctx: ScanContext) -> dict[str, Any]:
+        """Bodies of event and sensor cues, and every close (from the cue's latest body)."""
         site = self.sites.sites[cue.site]
-        if cue.src is None:  # restored and never seen since: close from the stored body
+        if state == "close" or cue.src is None:
             body = dict(cue.last_body or {})
             evidence = dict(body.get("evidence") or {})
-            evidence["reason"] = "condition not seen since restart"
-            pos, vel, sigma, conf = (
-                body.get("pos"),
-                body.get("vel"),
-                body.get("sigma_m"),
-                (body.get("confidence", 0.5)),
-            )
-        else:
-            F, k, src_ctx = cue.src
-            if F.info is not None:
-                info = F.info[k]
-                evidence = dict(info["evidence"])
-                pos, vel, sigma = info["pos_llh"], info["vel"], info["sigma_m"]
-                conf = float(info["confidence"])
-            else:
-                evidence, pos_enu, vel, sigma, conf = _track_evidence(F, k, src_ctx)
-                enu_rows.append((n, pos_enu))
-                pos = None
             evidence["subject"] = cue.subject
-            if state == "close":
-                evidence["reason"] = _close_reason(cue, ctx)
-        who = evidence.pop("who", None)
-        text = SENTENCES[cue.rule](state, site, {**evidence, "who": who})
-        return {
-            "id": cue.id,
-            "seq": None,
-            "state": state,
-            "rule": cue.rule,
-            "site": site.id,
-            "site_name": site.name,
-            "track": cue.subject if isinstance(cue.subject, int) else None,
-            "t_s": float(ctx.now_s),
-            "opened_t_s": float(cue.opened_t_s),
-            "severity": severity_of(site.priority, cue.rule),
-            "confidence": round(float(conf), 3),
-            "pos": pos,
-            "vel": vel,
-            "sigma_m": None if sigma is None else round(float(sigma), 1),
-            "evidence": evidence,
-            "text": text,
-            "topic": f"cue.{cue.rule}.{site.id}",
-        }
+            evidence["reason"] = _close_reason(cue, ctx)
+            evidence["last_seen_t_s"] = cue.last_seen_t_s
+            who = evidence.pop("who", None) or _who_from(body)
+            body.update(
+                state="close",
+                t_s=float(ctx.now_s),
+                evidence=evidence,
+                text=SENTENCES[cue.rule]("close", site, {**evidence, "who": who}),
+            )
+            return body
+        F, k, _ = cue.src
+        info = F.info[k]
+        evidence = {**info["evidence"], "subject": cue.subject}
+        return _body(cue, state, site, ctx.now_s, info["pos_llh"], info["vel"],
+                     info["sigma_m"], info["confidence"], evidence,
+                     SENTENCES[cue.rule](state, site, evidence))  # fmt: skip
+
+
+_EVENT_RULES = frozenset({"fire_event", "sensor_outage"})
+
+
+def _body(cue, state, site, t_s, pos, vel, sigma, conf, evidence, text) -> dict[str, Any]:
+    return {
+        "id": cue.id,
+        "seq": None,
+        "state": state,
+        "rule": cue.rule,
+        "site": site.id,
+        "site_name": site.name,
+        "track": cue.subject if cue.rule not in _EVENT_RULES else None,
+        "t_s": float(t_s),
+        "opened_t_s": float(cue.opened_t_s),
+        "severity": severity_of(site.priority, cue.rule),
+        "confidence": round(float(conf), 3),
+        "pos": pos,
+        "vel": vel,
+        "sigma_m": None if sigma is None else round(float(sigma), 1),
+        "evidence": evidence,
+        "text": text,
+        "topic": f"cue.{cue.rule}.{site.id}",
+    }
+
+
+def _who_from(body: dict[str, Any]) -> str:
+    """The track's description for a close, from the text of its latest body."""
+    ev = body.get("evidence") or {}
+    if "track" in ev:
+        return str(ev.get("who_text") or f"Track {ev['track']}")
+    return "Track"
 
 
 def _close_reason(cue: _Cue, ctx: ScanContext) -> str:
-    if isinstance(cue.subject, int) and ctx.index_of(np.array([cue.subject]))[0] < 0:
+    if cue.rule not in _EVENT_RULES and ctx.index_of(np.array([cue.subject]))[0] < 0:
         return "track no longer in the picture"
     return "condition ended"
 
 
-def _track_evidence(F: Findings, k: int, ctx: ScanContext):
-    i = int(F.i[k])
-    row = int(ctx.rows[i])
+def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext):
+    """Bodies of the open/update steps of one track rule's findings `ks`, built with array
+    operations for all of them at once."""
+    i = F.i[ks]
+    rows = ctx.rows[i]
     pic = ctx.picture
-    x = pic.x[row]
-    dt = max(ctx.now_s - float(pic.t_upd_s[row]), 0.0)
-    pos_enu = np.array([ctx.xy[i, 0], ctx.xy[i, 1], x[2] + x[5] * dt])
-    vel = [round(float(ctx.v[i, 0]), 2), round(float(ctx.v[i, 1]), 2), round(float(x[5]), 2)]
-    sigma = math.sqrt(max(float(np.linalg.eigvalsh(ctx.Pxy[i])[-1]), 0.0))
-    ident = pic.ident[row].decode("ascii", "replace").rstrip("\x00")
-    cls = int(pic.cls[row])
-    n_sensors = int(pic.n_sensors[row])
-    kinds = int(pic.sensor_kinds[row])
-    speed = float(np.hypot(ctx.v[i, 0], ctx.v[i, 1]))
-    quality = float(pic.quality[row])
-    conf = track_confidence(
-        np.array([quality]), np.array([n_sensors]), np.array([kinds]), np.array([bool(ident)])
-    )[0]
+    x = pic.x[rows]
+    dt = np.maximum(ctx.now_s - pic.t_upd_s[rows], 0.0)
+    xy = ctx.xy[i]
+    enu = np.column_stack([xy, x[:, 2] + x[:, 5] * dt])
+    llh = book.sites.frame.to_geodetic(enu)
+    pos = np.column_stack([np.round(llh[:, :2], 7), np.round(llh[:, 2], 1)]).tolist()
+    v = ctx.v[i]
+    vel = np.round(np.column_stack([v, x[:, 5]]), 2).tolist()
+    speed = np.hypot(v[:, 0], v[:, 1])
+    P = ctx.Pxy[i]
+    a, b, c = P[:, 0, 0], P[:, 0, 1], P[:, 1, 1]
+    lam = 0.5 * (a + c) + np.sqrt(0.25 * (a - c) ** 2 + b * b)  # major axis variance
+    sigma = np.round(np.sqrt(np.maximum(lam, 0.0)), 1).tolist()
+    ident_raw = pic.ident[rows]
+    quality = pic.quality[rows]
+    n_sensors = pic.n_sensors[rows].astype(np.int64)
+    kinds = pic.sensor_kinds[rows].astype(np.int64)
+    conf = track_confidence(quality, n_sensors, kinds, ident_raw != b"")
     if F.conf is not None:
-        conf *= float(F.conf[k])
-    evidence: dict[str, Any] = {
-        "who": track_text(int(pic.id[row]), cls, ident, speed, n_sensors, kinds),
-        "track": int(pic.id[row]),
-        "class": CLASS_NAMES[cls] if cls < len(CLASS_NAMES) else "unknown",
-        "ident": ident or None,
-        "speed_mps": round(speed, 2),
-        "quality": round(quality, 3),
-        "n_sensors": n_sensors,
-        "sensor_kinds": [name for bit, name in SENSOR_KIND_NAMES if kinds & bit],
-        "hits": int(pic.hits[row]),
-        "t_update_s": float(pic.t_upd_s[row]),
-    }
+        conf = conf * F.conf[ks]
+    conf = np.round(conf, 3).tolist()
+    ids = pic.id[rows].tolist()
+    cls = pic.cls[rows].tolist()
+    hits = pic.hits[rows].tolist()
+    t_upd = pic.t_upd_s[rows].tolist()
+    speed_l = speed.tolist()
+    speed_r = np.round(speed, 2).tolist()
+    quality_l = np.round(quality, 3).tolist()
+    ns_l = n_sensors.tolist()
+    kinds_l = kinds.tolist()
+    idents = [s.decode("ascii", "replace") for s in ident_raw.tolist()]
+    metrics = []
     for name, arr in F.metrics.items():
-        v = arr[k]
-        if isinstance(v, np.bool_ | bool):
-            evidence[name] = bool(v)
-        elif np.isfinite(v):
-            evidence[name] = round(float(v), 1)
-    return evidence, pos_enu, vel, sigma, conf
+        vals = arr[ks]
+        if vals.dtype == bool:
+            metrics.append((name, vals.tolist(), None))
+        else:
+            finite = np.isfinite(vals).tolist()
+            metrics.append((name, np.round(np.where(np.isfinite(vals), vals, 0.0), 1).tolist(),
+                            finite))  # fmt: skip
+    out = []
+    sensor_names = {m: [n for bit, n in SENSOR_KIND_NAMES if m & bit] for m in set(kinds_l)}
+    for m, (state, cue) in enumerate(zip(states, cues, strict=True)):
+        site = book.sites.sites[cue.site]
+        who = track_text(ids[m], cls[m], idents[m], speed_l[m], ns_l[m], kinds_l[m])
+        evidence: dict[str, Any] = {
+            "track": ids[m],
+            "class": CLASS_NAMES[cls[m]] if cls[m] < len(CLASS_NAMES) else "unknown",
+            "ident": idents[m] or None,
+            "speed_mps": speed_r[m],
+            "quality": quality_l[m],
+            "n_sensors": ns_l[m],
+            "sensor_kinds": sensor_names[kinds_l[m]],
+            "hits": hits[m],
+            "t_update_s": t_upd[m],
+        }
+        for name, vals, finite in metrics:
+            if finite is None or finite[m]:
+                evidence[name] = vals[m]
+        evidence["subject"] = cue.subject
+        text = SENTENCES[cue.rule](state, site, {**evidence, "who": who})
+        evidence["who_text"] = who
+        out.append(_body(cue, state, site, ctx.now_s, pos[m], vel[m], sigma[m], conf[m],
+                         evidence, text))  # fmt: skip
+    return out
 
 
 _STATE_RANK = {"close": 0, "open": 1, "update": 2}

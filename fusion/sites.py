@@ -120,6 +120,7 @@ class SiteSet:
         self.area_site = np.array([s.index for s in areas], dtype=np.int64)
         self.site_type = np.zeros(A, np.int64)
         self.circle = np.zeros((A, 3))
+        self.bound = np.zeros((A, 3))  # bounding circles
         self.buffer_m = np.array([s.buffer_m for s in areas], dtype=np.float64)
         self.horizon_s = np.zeros(A)
         self.reach_m = np.zeros(A)
@@ -144,9 +145,15 @@ class SiteSet:
                 cx, cy = _enu_xy(self.frame, np.array(s.geometry_ll.coords))[0]
                 self.site_type[a] = K.AREA_CIRCLE
                 self.circle[a] = (cx, cy, s.radius_m)
+                self.bound[a] = self.circle[a]
             else:
                 self.site_type[a] = K.AREA_POLYGON
                 edge_rows.append(_polygon_edges(s.geometry))
+                xy = edge_rows[-1][:, :2]
+                c = 0.5 * (xy.min(axis=0) + xy.max(axis=0))
+                # a hair larger than the farthest vertex, so rounding never excludes a pair
+                r = float(np.sqrt(((xy - c) ** 2).sum(axis=1)).max()) * (1 + 1e-9) + 1e-6
+                self.bound[a] = (c[0], c[1], r)
             self.edge_start[a + 1] = self.edge_start[a] + (
                 0 if s.radius_m is not None else edge_rows[-1].shape[0]
             )
@@ -228,7 +235,8 @@ class SiteSet:
             out_f = np.empty((self._cap, 7))
             count = K.track_site_pairs(
                 xy, v, self.grid, self.cell_start, self.cell_sites, self.site_type,
-                self.circle, self.edge_start, self.edges, self.reach_m, self.horizon_s,
+                self.circle, self.edge_start, self.edges, self.bound, self.reach_m,
+                self.horizon_s,
                 max_h, self._mark, out_i, out_j, out_f,
             )  # fmt: skip
             if count <= self._cap:

@@ -208,6 +208,7 @@ def track_site_pairs(
     circle,  # (S, 3) cx, cy, r for circles
     edge_start,  # (S + 1,) CSR into edges
     edges,  # (E, 4)
+    bound,  # (S, 3) bounding circle cx, cy, r of each area (a cheap first test)
     reach_m,  # (S,) report a pair when the closest approach is within this distance
     horizon_s,  # (S,) look-ahead of the path for this site (0: the present only)
     max_horizon_s,  # float, max of horizon_s (size of the swept box)
@@ -244,6 +245,16 @@ def track_site_pairs(
                     if mark[j] == i:
                         continue
                     mark[j] = i
+                    # bounding circle first: most sites in the swept cells are far away
+                    H = horizon_s[j]
+                    bx = px - bound[j, 0]
+                    by = py - bound[j, 1]
+                    t = 0.0
+                    v2 = vx * vx + vy * vy
+                    if H > 0.0 and v2 > 0.0:
+                        t = min(max(-(bx * vx + by * vy) / v2, 0.0), H)
+                    if math.hypot(bx + vx * t, by + vy * t) - bound[j, 2] > reach_m[j]:
+                        continue
                     d_now, inside, ux, uy, d_edge = area_distance(
                         site_type, circle, edge_start, edges, j, px, py
                     )
@@ -321,7 +332,7 @@ def entry_times(i_arr, j_arr, xy, v, site_type, circle, edge_start, edges, dist_
                 hi = mid
             else:
                 lo = mid
-            if hi - lo < 1e-3:
+            if hi - lo < 0.05:  # ETAs are reported to 0.1 s
                 break
         out_t[p] = hi
 
@@ -349,3 +360,33 @@ def line_signed_distance(xy, idx, edges, k0, k1, side_edges, s0, s1, out):
         out[p, 0] = d if protected else -d
         out[p, 1] = ux
         out[p, 2] = uy
+
+
+@njit
+def predict_horizontal(x, P, t_upd_s, rows, now_s, out_xy, out_v, out_Pxy, out_ok):
+    """Horizontal position, velocity and position covariance of tracks `rows` predicted to
+    now_s without process noise: xy + v dt and Ppp + dt (Ppv + Pvp) + dt^2 Pvv. out_ok marks
+    tracks whose state is finite. Returns how many are."""
+    n_ok = 0
+    for p in range(rows.shape[0]):
+        r = rows[p]
+        dt = max(now_s - t_upd_s[r], 0.0)
+        ok = True
+        for c in range(6):
+            if not math.isfinite(x[r, c]):
+                ok = False
+        out_ok[p] = ok
+        if ok:
+            n_ok += 1
+        out_xy[p, 0] = x[r, 0] + x[r, 3] * dt
+        out_xy[p, 1] = x[r, 1] + x[r, 4] * dt
+        out_v[p, 0] = x[r, 3]
+        out_v[p, 1] = x[r, 4]
+        for a in range(2):
+            for b in range(2):
+                out_Pxy[p, a, b] = (
+                    P[r, a, b]
+                    + dt * (P[r, a, 3 + b] + P[r, 3 + a, b])
+                    + dt * dt * P[r, 3 + a, 3 + b]
+                )
+    return n_ok

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fusion.cues import CueBook, CueConfig
+from fusion.kernels.sites import predict_horizontal
 from fusion.messages import Detections
 from fusion.picture import TrackPicture
 from fusion.rules.approach import Approach
@@ -74,21 +75,16 @@ class RuleEngine:
 
     def context(self, picture, events, sensor_states, now_s: float) -> ScanContext:
         """The scan's prepared inputs: tracks predicted to now_s, their area pairs."""
-        rows = np.flatnonzero(np.isin(picture.status, RULE_STATUSES)).astype(np.int64)
-        x = picture.x[rows]
-        ok = np.isfinite(x).all(axis=1)
-        if not ok.all():  # a broken track must not take the scan down
-            rows, x = rows[ok], x[ok]
-        dt = np.maximum(now_s - picture.t_upd_s[rows], 0.0)
-        xy = x[:, 0:2] + x[:, 3:5] * dt[:, None]
-        v = np.ascontiguousarray(x[:, 3:5])
-        P = picture.P[rows]
-        Ppv = P[:, 0:2, 3:5]
-        Pxy = (
-            P[:, 0:2, 0:2]
-            + dt[:, None, None] * (Ppv + np.swapaxes(Ppv, 1, 2))
-            + (dt**2)[:, None, None] * P[:, 3:5, 3:5]
-        )
+        status = picture.status
+        rows = np.flatnonzero((status == RULE_STATUSES[0]) | (status == RULE_STATUSES[1]))
+        n = rows.shape[0]
+        xy, v, Pxy, ok = np.empty((n, 2)), np.empty((n, 2)), np.empty((n, 2, 2)), np.empty(n, bool)
+        n_ok = predict_horizontal(
+            np.ascontiguousarray(picture.x), np.ascontiguousarray(picture.P),
+            np.ascontiguousarray(picture.t_upd_s), rows, float(now_s), xy, v, Pxy, ok,
+        )  # fmt: skip
+        if n_ok < n:  # a broken track must not take the scan down
+            rows, xy, v, Pxy = rows[ok], xy[ok], v[ok], Pxy[ok]
         pairs = self.sites.area_pairs(xy, v)
         return ScanContext(
             sites=self.sites,

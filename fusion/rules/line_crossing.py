@@ -33,8 +33,12 @@ class LineCrossing:
         self.lines = [
             (n, int(j)) for n, j in enumerate(sites.line_site) if NAME in sites.sites[j].rules
         ]
-        # side: +1 protected, -1 far side, 0 not yet believed; crossed: a crossing cue holds
-        self.memory = PairMemory(
+        # per line: side +1 protected, -1 far side, 0 not yet believed; crossed: a cue holds
+        self.memory = {j: self._new_memory() for _, j in self.lines}
+
+    @staticmethod
+    def _new_memory() -> PairMemory:
+        return PairMemory(
             {"side": np.int8(0), "pend": np.int8(0), "pend_n": np.int16(0), "crossed": False,
              "t_seen": 0.0, "t_cross": 0.0, "s": 0.0, "sigma": 0.0}
         )  # fmt: skip
@@ -48,8 +52,9 @@ class LineCrossing:
             sigma = ctx.sigma_along(idx, u)
             thr = np.maximum(prm["hysteresis_m"], prm["k_sigma"] * sigma)
             belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
-            codes = PairMemory.code(ctx.ids[idx], np.full(len(idx), j))
-            _, old = self.memory.get(codes)
+            memory = self.memory[j]
+            codes = ctx.ids[idx]  # one memory per line: keyed by the track id alone
+            _, old = memory.get(codes)
             # a change of side must persist for confirm_scans scans; the first belief is free
             change = (belief != 0) & (belief != old["side"])
             pend_n = np.where(change & (old["pend"] == belief), old["pend_n"] + 1, 1)
@@ -62,31 +67,32 @@ class LineCrossing:
             crossing = flip & (old["side"] == -1) & (belief == 1)
             crossed = (old["crossed"] | crossing) & (side == 1)
             t_cross = np.where(crossing, ctx.now_s, old["t_cross"])
-            self.memory.put(
+            memory.put(
                 codes,
                 {"side": side, "pend": pend, "pend_n": pend_n, "crossed": crossed,
                  "t_seen": np.full(len(idx), ctx.now_s),
                  "t_cross": t_cross, "s": s, "sigma": sigma},
             )  # fmt: skip
             # every crossed track of this line still in the picture, in the band or beyond it
-            tid, site = PairMemory.split(self.memory.codes)
-            mine = (site == j) & self.memory.cols["crossed"]
-            rows = ctx.index_of(tid[mine])
+            cols = memory.cols
+            mine = np.flatnonzero(cols["crossed"])
+            rows = ctx.index_of(memory.codes[mine])
             live = rows >= 0
-            slots = np.flatnonzero(mine)[live]
+            slots = mine[live]
             rows = rows[live]
-            in_band = np.isin(rows, idx)
-            self.memory.cols["t_seen"][slots] = ctx.now_s
-            cross_now = np.isin(rows, idx[crossing])
+            cols["t_seen"][slots] = ctx.now_s
+            # s and sigma are this scan's only for the tracks in the band
+            in_band = np.isin(rows, idx) if len(idx) else np.zeros(len(rows), bool)
+            cross_now = in_band & (cols["t_cross"][slots] == ctx.now_s)
             found_i.append(rows)
             found_site.append(np.full(len(rows), j))
             found_enter.append(cross_now)
-            found_s.append(np.where(in_band, self.memory.cols["s"][slots], np.nan))
-            found_sigma.append(self.memory.cols["sigma"][slots])
-            found_since.append(ctx.now_s - self.memory.cols["t_cross"][slots])
-        stale = ctx.now_s - self.memory.cols["t_seen"] <= _FORGET_S
-        if not stale.all():
-            self.memory.keep(stale)
+            found_s.append(np.where(in_band, cols["s"][slots], np.nan))
+            found_sigma.append(cols["sigma"][slots])
+            found_since.append(ctx.now_s - cols["t_cross"][slots])
+            keep = ctx.now_s - cols["t_seen"] <= _FORGET_S
+            if not keep.all():
+                memory.keep(keep)
         if not found_i:
             return Findings.for_tracks(NAME, ctx, [], [], [])
         s = np.concatenate(found_s)

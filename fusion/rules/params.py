@@ -36,7 +36,7 @@ RULE_DEFAULTS: dict[str, dict[str, float]] = {
         "hysteresis_m": 150.0,
         "k_sigma": 2.0,
         "confirm_scans": 3.0,
-        "band_m": 20000.0,
+        "band_m": 10000.0,
     },
     # continuously inside the site or its buffer for dwell_s (gaps up to grace_s forgiven)
     "loiter": {"dwell_s": 600.0, "grace_s": 30.0, "exit_margin_m": 100.0},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from fusion.messages import CLASS_NAMES
 from fusion.rules.base import SENSOR_KIND_NAMES
 
@@ -25,6 +27,7 @@ def duration_text(t_s: float) -> str:
     return f"{h} h {rem // 60} min"
 
 
+@lru_cache(maxsize=1024)
 def sensors_text(n_sensors: int, kinds_mask: int) -> str:
     """`radar x2`, or `position reports+radar, 3 sensors` when kinds are mixed."""
     kinds = [name for bit, name in SENSOR_KIND_NAMES if kinds_mask & bit]

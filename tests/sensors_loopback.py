@@ -30,6 +30,7 @@ class LoopbackFusion:
         self._seen: set[tuple[str, int]] = set()
         self._acked: dict[str, int] = {}
         self.duplicates = 0
+        self.mute = False  # True: receive but never answer (a hung fusion)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -92,6 +93,8 @@ class LoopbackFusion:
                         self.batches.append(msg)
                     ack_seq = max(self._acked.get(msg.sensor, msg.seq), msg.seq)
                     self._acked[msg.sensor] = ack_seq
+                if self.mute:
+                    continue
                 s.send_multipart([ident, protocol.encode(Ack(msg.sensor, ack_seq))])
         finally:
             s.close(linger=0)

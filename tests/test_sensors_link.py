@@ -104,6 +104,23 @@ def test_outage_buffers_then_delivers_everything(fusion):
     assert link.stats["dropped_batches"] == 0
 
 
+def test_unanswered_batches_reopen_the_socket_with_backoff_and_resend(fusion):
+    fusion.mute = True  # fusion receives but never acks: a hung service
+    cfg = fast_config(fusion.endpoint, ack_timeout_s=0.2, backoff_initial_s=0.05)
+    with Link(cfg) as link:
+        for i in range(10):
+            link.submit(meas(i))
+        deadline = time.monotonic() + 5
+        while link.stats["reconnects"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert link.stats["reconnects"] >= 3
+        assert link.stats["resent"] >= 3 and fusion.duplicates >= 2
+        assert link.pending == 1  # still held: nothing was acknowledged
+        fusion.mute = False
+        assert link.flush(5.0)
+    assert _all_times(fusion.received()) == sorted(meas(i).t_s for i in range(10))
+
+
 def test_buffer_bound_drops_oldest_and_counts(fusion):
     fusion.stop()
     cfg = fast_config(fusion.endpoint, unacked_max=5, batch_max=10)

@@ -79,6 +79,7 @@ class _TrackState:
     stale_s: float
     last_xml: bytes
     point: tuple[float, float, float, float, float]  # lat, lon, hae, ce, le
+    cls: int = 0
 
 
 @dataclass
@@ -157,9 +158,14 @@ class CotBridge:
         return 0  # heartbeats, status and the like have no CoT form here
 
     def on_tracks(self, upd: TrackUpdate) -> int:
-        """Only the tracks the update carries change, unless `full_updates` (each update is
-        the whole picture, as a replay's samples are): then the absent are withdrawn."""
-        return self._tracks_in(rows_from_update(upd, self._frame), full=self.full_updates)
+        """The update is the whole picture of the classes it carries: tracks of those classes
+        absent from it are withdrawn; with `full_updates` (a replay's samples) every absent
+        track is."""
+        # The service publishes its whole confirmed picture split by class (trk.<class>): a
+        # track of a class this update carries, absent from it, has gone.
+        scope = None if self.full_updates else {int(c) for c in upd.cls}
+        rows = rows_from_update(upd, self._frame)
+        return self._tracks_in(rows, full=self.full_updates, scope=scope)
 
     def on_picture(self, pic: TrackPicture) -> int:
         """A full picture: tracks absent from it are withdrawn."""
@@ -264,7 +270,9 @@ class CotBridge:
     def _open_rules(self, tid: int) -> list[str]:
         return [r.split("\0", 1)[0] for r in self._open_rules_by_track.get(tid, ())]
 
-    def _tracks_in(self, rows: Sequence[TrackRow], full: bool) -> int:
+    def _tracks_in(
+        self, rows: Sequence[TrackRow], full: bool, scope: set[int] | None = None
+    ) -> int:
         cfg = self.config
         now = self.clock()
         sent = 0
@@ -296,12 +304,17 @@ class CotBridge:
             callsign = f"T{row.id}" + (f" {row.ident}" if row.ident else "")
             xml = track_event(row, uid, cot_type, now, stale, callsign)
             point = (row.lat_deg, row.lon_deg, row.alt_m, row.ce_m, row.le_m)
-            self._tracks[row.id] = _TrackState(row.t_s, interval, uid, cot_type, stale, xml, point)
+            self._tracks[row.id] = _TrackState(
+                row.t_s, interval, uid, cot_type, stale, xml, point, row.cls
+            )
             self._send(xml)
             self.stats.track_events += 1
             sent += 1
-        if full:
-            for tid in [t for t in self._tracks if t not in seen]:
+        if full or scope:
+            gone = [
+                t for t, ts in self._tracks.items() if t not in seen and (full or ts.cls in scope)
+            ]
+            for tid in gone:
                 sent += self._withdraw_track(tid, now)
         return sent
 

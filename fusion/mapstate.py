@@ -96,9 +96,10 @@ class MapState:
     """Tracks, cues and sites for the map, with change notification to subscribers.
 
     `history_len` points are kept per track; a track not updated for `track_timeout_s` of data
-    time is dropped, and with `full_updates` (a replay's samples, each the whole picture) a
-    track absent from an update is dropped at once; `closed_keep` closed cues are remembered
-    for the page's history list.
+    time is dropped; a track absent from an update that carries its class is dropped at once
+    (the service publishes its picture per class), and with `full_updates` (a replay's
+    samples, each the whole picture) a track absent from any update. `closed_keep` closed cues
+    are remembered for the page's history list.
     Thread-safe: the feeder thread applies messages while HTTP threads read snapshots.
     """
 
@@ -127,6 +128,7 @@ class MapState:
         self.closed_cues: deque[dict[str, Any]] = deque(maxlen=closed_keep)
         self.counts = {"messages": 0, "bad": 0, "cues_opened": 0, "cues_closed": 0}
         self._history: dict[int, deque] = {}
+        self._cls_code: dict[int, int] = {}
         self._lock = threading.RLock()
         self._subscribers: list[queue.Queue] = []
         self._frame = None
@@ -176,7 +178,13 @@ class MapState:
                 elif isinstance(msg, dict) and "id" in msg and "rule" in msg:
                     deltas = self._cue(msg)
                 elif isinstance(msg, TrackUpdate):
-                    deltas = self._tracks(*self._update_rows(msg), full=self.full_updates)
+                    # The service publishes its whole confirmed picture split by class
+                    # (topic trk.<class>): a track of a class the message carries, absent
+                    # from it, has gone.
+                    scope = None if self.full_updates else {int(c) for c in msg.cls}
+                    deltas = self._tracks(
+                        *self._update_rows(msg), full=self.full_updates, scope=scope
+                    )
                 elif isinstance(msg, TrackPicture):
                     deltas = self._tracks(*self._picture_rows(msg), full=True)
                 else:
@@ -231,7 +239,9 @@ class MapState:
         llh, vel, P = picture_geodetic(pic)
         return float(pic.t_s), pic, llh, vel, P, np.asarray(pic.t_upd_s, dtype=np.float64)
 
-    def _tracks(self, t_s, src, llh, vel, P, t_upd, full: bool) -> list[tuple[str, Any]]:
+    def _tracks(
+        self, t_s, src, llh, vel, P, t_upd, full: bool, scope: set[int] | None = None
+    ) -> list[tuple[str, Any]]:
         self.t_s = max(self.t_s, t_s)
         if not np.isfinite(llh).all() or not np.isfinite(P).all():
             raise ValueError("non-finite track state")
@@ -265,6 +275,7 @@ class MapState:
                 "ellipse": {"a_m": a_m, "b_m": b_m, "bearing_deg": bearing},
             }
             self.tracks[tid] = rec
+            self._cls_code[tid] = cls
             hist = self._history.setdefault(tid, deque(maxlen=self.history_len))
             point = (rec["lat"], rec["lon"], rec["t_s"])
             if not hist or hist[-1] != point:
@@ -272,7 +283,8 @@ class MapState:
             changed.append(self._track_json(tid))
         stale_before = self.t_s - self.track_timeout_s
         for tid in list(self.tracks):
-            gone = full and tid not in seen
+            absent = tid not in seen
+            gone = absent and (full or (scope is not None and self._cls_code[tid] in scope))
             if gone or self.tracks[tid]["t_s"] < stale_before:
                 self._drop(tid)
                 removed.append(tid)
@@ -282,6 +294,7 @@ class MapState:
         return deltas
 
     def _drop(self, tid: int) -> None:
+        self._cls_code.pop(tid, None)
         self.tracks.pop(tid, None)
         self._history.pop(tid, None)
 

@@ -693,3 +693,14 @@ def test_cot_command_bridges_a_replay_directory(tmp_path):
     finally:
         tcp.close()
         udp.close()
+
+
+def test_tracks_absent_from_their_class_update_are_withdrawn():
+    out: list[bytes] = []
+    bridge = CotBridge(out.append, BridgeConfig(withdraw="delete"), clock=Clock(T0))
+    bridge.on_tracks(make_update(T0, [1, 2], [[47.0, 34.0, 0.0], [47.1, 34.1, 0.0]]))
+    bridge.on_tracks(make_update(T0, [5], [47.2, 34.2, 0.0], cls=CLS_SURFACE))
+    out.clear()
+    bridge.on_tracks(make_update(T0 + 1, [1], [47.0, 34.0, 0.0]))  # ground: 2 has gone
+    assert [ET.fromstring(x).get("type") for x in out] == ["a-u-G", "t-x-d-d"]
+    assert bridge.live_tracks == [1, 5]

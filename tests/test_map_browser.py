@@ -130,15 +130,28 @@ def test_state_tracks_history_and_removal():
     assert len(t7["history"]) == 3 and t7["history"][-1][0] == pytest.approx(47.504)
     assert t7["speed_mps"] == pytest.approx(5.0)
     assert t7["ellipse"]["a_m"] == pytest.approx(ELLIPSE_K * 120)
-    # tentative tracks are not shown; status free removes
-    deltas = st.apply("trk.ground", track_update(T0 + 6, [8, 9], [47.5, 47.5], [34.6, 34.7], 0))
+    # the service publishes its picture per class: absent from its class's update = gone,
+    # while tracks of other classes stay
+    st.apply("trk.surface", track_update(T0 + 5, [3], [47.4], [34.4], cls=CLS_SURFACE))
+    deltas = st.apply("trk.ground", track_update(T0 + 6, [7], [47.5], [34.5]))
     assert deltas[0][1]["removed"] == [8]
-    st.apply("trk.ground", track_update(T0 + 6, [9], [47.5], [34.7], status=1))
+    assert [t["id"] for t in st.snapshot()["tracks"]] == [3, 7]
+    # status free removes; tentative tracks are not shown
+    deltas = st.apply("trk.surface", track_update(T0 + 7, [3], [47.4], [34.4], 0, CLS_SURFACE))
+    assert deltas[0][1]["removed"] == [3]
+    st.apply("trk.air", track_update(T0 + 7, [9], [47.5], [34.7], status=1, cls=1))
     assert [t["id"] for t in st.snapshot()["tracks"]] == [7]
     # silent for longer than the timeout (data time): dropped
-    st.apply("trk.surface", track_update(T0 + 500, [3], [47.4], [34.4], cls=CLS_SURFACE))
-    assert [t["id"] for t in st.snapshot()["tracks"]] == [3]
+    st.apply("trk.surface", track_update(T0 + 500, [4], [47.4], [34.4], cls=CLS_SURFACE))
+    assert [t["id"] for t in st.snapshot()["tracks"]] == [4]
     json.dumps(st.snapshot(), allow_nan=False)
+
+
+def test_state_full_updates_for_replays():
+    st = MapState(SITES, full_updates=True)
+    st.apply("trk", track_update(T0, [1, 2], [47.5, 47.6], [34.5, 34.6]))
+    st.apply("trk", track_update(T0 + 1, [2], [47.6], [34.6], cls=CLS_SURFACE))
+    assert [t["id"] for t in st.snapshot()["tracks"]] == [2]
 
 
 def test_state_cue_lifecycle_and_bad_input():

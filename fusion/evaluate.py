@@ -274,7 +274,7 @@ def score_cues(
     target_hours: float,
     t0_s: float = 0.0,
     track_to_truth: Any = None,
-    early_s: float = 5.0,
+    early_s: float = 10.0,
     window_s: float = 120.0,
 ) -> CueScore:
     """Matches opened cues to breaches (objects with `name`, `rule`, `site`, `t_s` in scenario

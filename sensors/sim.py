@@ -126,52 +126,65 @@ class SimSensors:
         M, c = self.frame.sensor_transform(np.asarray(site, dtype=np.float64))
         T = spec.period_s
         n_scans = int(sc.duration_s // T)
+        t_scan = np.arange(n_scans) * T
+        two_pi = 2.0 * math.pi
         # The antenna's azimuth at scan start is a fixed random phase per radar.
-        phase = float(rng.uniform(0.0, 2.0 * math.pi))
+        phase = float(rng.uniform(0.0, two_pi))
+        n_tg = len(sc.targets)
+        t_det = np.zeros((n_tg, n_scans))
+        aer = np.zeros((n_tg, n_scans, 3))
+        seen = np.zeros((n_tg, n_scans), dtype=bool)
+        for k, tg in enumerate(sc.targets):
+            ok = tg.traj.alive(t_scan) & tg.traj.alive(t_scan + T)
+            if not ok.any():
+                continue
+            # When does the beam cross the target? From its azimuth at scan start, then
+            # re-evaluated at that time (a target moves little in one scan).
+            p0, _ = tg.traj.at(t_scan)
+            az0 = enu_to_aer(p0 @ M.T + c)[:, 1]
+            t_k = t_scan + ((az0 - phase) % two_pi) / two_pi * T
+            p, _ = tg.traj.at(t_k)
+            aer[k] = enu_to_aer(p @ M.T + c)
+            t_det[k] = t_k
+            seen[k] = ok & (aer[k, :, 0] <= spec.max_range_m) & (aer[k, :, 2] >= spec.min_el_rad)
+        # Pd is drawn for every (target, scan) so the draws do not depend on coverage.
+        pd = np.array([spec.pd.get(tg.kind, 0.9) for tg in sc.targets])[:, None]
+        detected = seen & (rng.uniform(size=(n_tg, n_scans)) <= pd)
+        n_clutter = rng.poisson(spec.clutter_per_scan, size=n_scans)
+        n_c = int(n_clutter.sum())
+        c_r = spec.max_range_m * np.sqrt(rng.uniform(0.05, 1.0, n_c))
+        c_az = rng.uniform(0.0, two_pi, n_c)
+        c_el = rng.uniform(-0.002, 0.02, n_c)
+        c_start = np.concatenate([[0], np.cumsum(n_clutter)])
+        sig = np.array([spec.sigma_range_m, spec.sigma_az_rad, spec.sigma_el_rad])
+        R1 = np.diag(sig**2)
         out: list[Timed] = []
         seq = 0
-        for k in range(n_scans):
-            t_scan = k * T
-            rows_t, rows_z = [], []
-            for tg in sc.targets:
-                if not tg.traj.alive(t_scan) or not tg.traj.alive(t_scan + T):
-                    continue
-                # When does the beam cross the target? Solve from its azimuth at scan start,
-                # then re-evaluate it at that time (the target moves little in one scan).
-                p0, _ = tg.traj.at(t_scan)
-                az0 = enu_to_aer((M @ p0[0] + c)[None, :])[0, 1]
-                dt = ((az0 - phase) % (2.0 * math.pi)) / (2.0 * math.pi) * T
-                p, _ = tg.traj.at(t_scan + dt)
-                aer = enu_to_aer((M @ p[0] + c)[None, :])[0]
-                if aer[0] > spec.max_range_m or aer[2] < spec.min_el_rad:
-                    continue
-                # Pd is drawn for every candidate so the draws do not depend on coverage.
-                if rng.uniform() > spec.pd.get(tg.kind, 0.9):
-                    continue
-                rows_t.append(t_scan + dt)
-                rows_z.append(aer)
-            n_clutter = int(rng.poisson(spec.clutter_per_scan))
-            for _ in range(n_clutter):
-                r = spec.max_range_m * math.sqrt(float(rng.uniform(0.05, 1.0)))
-                az = float(rng.uniform(0.0, 2.0 * math.pi))
-                el = float(rng.uniform(-0.002, 0.02))
-                dt = ((az - phase) % (2.0 * math.pi)) / (2.0 * math.pi) * T
-                rows_t.append(t_scan + dt)
-                rows_z.append(np.array([r, az, el]))
-            if not rows_t:
+        for j in range(n_scans):
+            tk = np.flatnonzero(detected[:, j])
+            a, b = c_start[j], c_start[j + 1]
+            t = np.concatenate(
+                [t_det[tk, j], t_scan[j] + ((c_az[a:b] - phase) % two_pi) / two_pi * T]
+            )
+            if len(t) == 0:
                 continue
-            t = np.asarray(rows_t)
-            z = np.asarray(rows_z, dtype=np.float64)
-            sig = np.array([spec.sigma_range_m, spec.sigma_az_rad, spec.sigma_el_rad])
+            z = np.concatenate([aer[tk, j], np.column_stack([c_r[a:b], c_az[a:b], c_el[a:b]])])
             z = z + rng.standard_normal(z.shape) * sig
             z[:, 0] = np.abs(z[:, 0])
-            z[:, 1] %= 2.0 * math.pi
+            z[:, 1] %= two_pi
             order = np.argsort(t, kind="stable")
             t, z = t[order] + sc.t0_s, z[order]
-            R = np.broadcast_to(np.diag(sig**2), (len(t), 3, 3)).copy()
             seq += 1
-            det = Detections(sensor=spec.id, seq=seq, kind=KIND_POLAR, t=t, z=z, R=R, site=site)
-            t_end = sc.t0_s + t_scan + T
+            det = Detections(
+                sensor=spec.id,
+                seq=seq,
+                kind=KIND_POLAR,
+                t=t,
+                z=z,
+                R=np.broadcast_to(R1, (len(t), 3, 3)).copy(),
+                site=site,
+            )
+            t_end = sc.t0_s + t_scan[j] + T
             out.append(Timed(t_end, t_end + spec.latency_s, det))
         return out
 

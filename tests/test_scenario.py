@@ -96,16 +96,16 @@ def sites_file(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def scenario(sites_file):
-    return build_demo(sites_file, seed=7, duration_s=240.0)
+    return build_demo(sites_file, seed=7, duration_s=300.0)
 
 
 def test_scenario_is_deterministic(sites_file, scenario) -> None:
-    again = build_demo(sites_file, seed=7, duration_s=240.0)
+    again = build_demo(sites_file, seed=7, duration_s=300.0)
     a, b = scenario.truth_table(), again.truth_table()
     for k in a:
         assert np.array_equal(a[k], b[k])
     assert again.breaches == scenario.breaches
-    other = build_demo(sites_file, seed=8, duration_s=240.0)
+    other = build_demo(sites_file, seed=8, duration_s=300.0)
     assert not np.array_equal(other.truth_table()["pos"][:50], a["pos"][:50])
 
 
@@ -179,17 +179,17 @@ def test_sim_messages_are_valid_ordered_and_deterministic(scenario, timed) -> No
 
 
 def test_radar_plots_have_the_stated_noise(scenario, timed) -> None:
-    spec = next(s for s in scenario.sensors if s.id == "radar-1")
+    spec = next(s for s in scenario.sensors if s.id == "radar-line")
     frame = scenario.theatre.frame
     sim = SimSensors(scenario)
-    site = np.asarray(sim.sensor_sites_llh()["radar-1"])
+    site = np.asarray(sim.sensor_sites_llh()["radar-line"])
     M, c = frame.sensor_transform(site)
     from fusion.geo import enu_to_aer
 
     res = []
-    for m in timed:
-        d = m.msg
-        if not isinstance(d, Detections) or d.sensor != "radar-1":
+    batches = [m.msg for m in timed if getattr(m.msg, "sensor", "") == "radar-line"]
+    for d in batches[:150]:
+        if not isinstance(d, Detections):
             continue
         assert d.kind == KIND_POLAR
         for tt, z in zip(d.t, d.z, strict=True):
@@ -203,7 +203,7 @@ def test_radar_plots_have_the_stated_noise(scenario, timed) -> None:
             if abs(dr) < 5 * spec.sigma_range_m and abs(daz) < 5 * spec.sigma_az_rad:
                 res.append((dr, daz))
     res = np.array(res)
-    assert len(res) > 1000
+    assert len(res) > 300
     assert np.std(res[:, 0]) == pytest.approx(spec.sigma_range_m, rel=0.1)
     assert np.std(res[:, 1]) == pytest.approx(spec.sigma_az_rad, rel=0.1)
 

@@ -22,7 +22,9 @@ from fusion.scenario.rules import event_breaches, line_sign, target_breaches
 from fusion.scenario.theatre import DEMO_SITES, Feature, Theatre, load_theatre
 
 T0_S = 1_790_000_000.0  # 2026-09-21 13:33:20 UTC: a fixed epoch keeps feeds reproducible
-CLEAR_MARGIN_M = 1_500.0  # background traffic stays this far from any rule's condition
+# Background traffic stays this far from any rule's condition: a young track's velocity is
+# uncertain by some 10 m/s, which over a 2-minute approach horizon moves a prediction ~1 km.
+CLEAR_MARGIN_M = 4_000.0
 
 
 def build_demo(
@@ -30,7 +32,7 @@ def build_demo(
     *,
     seed: int = 7,
     t0_s: float = T0_S,
-    duration_s: float = 480.0,
+    duration_s: float = 600.0,
     n_background: int = 18,
 ) -> Scenario:
     """The demo scenario on the sites file `sites_path`, deterministic for a given seed."""
@@ -38,8 +40,8 @@ def build_demo(
     rng = np.random.default_rng([seed, 2026])
     lay = _Layout(th, rng, duration_s)
     lay.scripted()
-    lay.background(n_background)
     lay.sensors()
+    lay.background(n_background)
     breaches = []
     for tg in lay.targets:
         breaches += [b for b in target_breaches(th, tg) if b.t_s <= duration_s]
@@ -116,11 +118,13 @@ class _Layout:
 
     # ------------------------------------------------------------------ scripted breaches
     def scripted(self) -> None:
+        # Approaching movers start far enough out that a young track's velocity error cannot
+        # bring the approach warning forward: the warning comes minutes into the run.
         self._line_crossing(t_cross_s=50.0)
         self._approach(t_turn_s=170.0)
         self._fire(t_s=100.0)
         self._dark_vessel(t_entry_s=150.0)
-        self._loiter(t_entry_s=150.0)
+        self._loiter(t_turn_s=90.0)
 
     def _line_crossing(self, t_cross_s: float) -> None:
         # Cross on land where the line is at least 8 km from every protected area and nearest
@@ -152,27 +156,45 @@ class _Layout:
         self._add("crossing-vehicle", "ground", traj, rcs_m2=10.0)
         self.crossing_point = best
 
+    def _turn_in_legs(
+        self, f: Feature, t_turn_s: float, speed: float, alt: float, pass_m: float = 2_000.0
+    ) -> tuple[np.ndarray, float, Leg]:
+        """A drone passes the site `pass_m` outside its buffer on a tangent, then at
+        `t_turn_s` turns straight at it. The tangent keeps the approach rule quiet however
+        young the track (its cross-track margin is the rule's slack and more); the turn makes
+        the approach certain at a known instant, when the track is well established.
+        Returns the start point, its heading and the leg to the turn point."""
+        c = f.centre
+        away = self._protected_dir(c)  # the turn point lies on the site's protected side
+        turn_at = c + away * (_radius(f) + pass_m)
+        along = np.array([-away[1], away[0]])
+        if not self._on_land(turn_at - along * speed * t_turn_s):
+            along = -along
+        start = turn_at - along * speed * t_turn_s
+        return start, _hdg(along), Leg((turn_at[0], turn_at[1], alt), speed)
+
     def _approach(self, t_turn_s: float) -> None:
-        # A non-cooperative drone flies at the site from the protected interior, then turns
-        # away 900 m short of the buffer: the approach rule must warn, incursion must not.
+        # A non-cooperative drone turns at the site, closes 1 km, then turns away 1 km short
+        # of the buffer: the approach rule must warn, incursion must not.
         f = self.approach_site
         c = f.centre
-        away = self._protected_dir(c)
-        radius = _radius(f)
-        speed = 25.0
-        turn_at = c + away * (radius + 900.0)
-        start = turn_at + away * speed * t_turn_s
-        side = np.array([-away[1], away[0]])
-        if not self._on_land(turn_at + side * 6_000.0):
+        speed, alt = 25.0, 120.0
+        start, hdg, to_turn = self._turn_in_legs(f, t_turn_s, speed, alt)
+        turn_at = np.asarray(to_turn.to[:2])
+        inward = (c - turn_at) / np.linalg.norm(c - turn_at)
+        close = turn_at + inward * 1_000.0
+        side = np.array([-inward[1], inward[0]])
+        if not self._on_land(close + side * 6_000.0):
             side = -side
-        exit_pt = turn_at + side * 8_000.0 + away * 3_000.0
+        exit_pt = close + side * 8_000.0 - inward * 3_000.0
         traj = fly(
-            (start[0], start[1], 120.0),
-            _hdg(-away),
+            (start[0], start[1], alt),
+            hdg,
             speed,
             [
-                Leg((turn_at[0], turn_at[1], 120.0), speed),
-                Leg((exit_pt[0], exit_pt[1], 120.0), speed),
+                to_turn,
+                Leg((close[0], close[1], alt), speed),
+                Leg((exit_pt[0], exit_pt[1], alt), speed),
             ],
             DYNAMICS["drone"],
             end_s=self.dur,
@@ -180,23 +202,22 @@ class _Layout:
         )
         self._add("approach-drone", "drone", traj, rcs_m2=0.05)
 
-    def _loiter(self, t_entry_s: float) -> None:
-        # A drone comes in from the interior and circles over the site past its dwell time.
+    def _loiter(self, t_turn_s: float) -> None:
+        # A drone turns in at the site, enters its buffer and circles over it past its dwell.
         f = self.loiter_site
         c = f.centre
-        radius = _radius(f)
         dwell = f.param("loiter", "dwell_s", 300.0)
-        speed = 20.0
-        d_in = self._protected_dir(c)
-        start = c + d_in * (radius + speed * t_entry_s)
-        orbit_r = max(200.0, 0.35 * radius)
+        speed, alt = 20.0, 150.0
+        start, hdg, to_turn = self._turn_in_legs(f, t_turn_s, speed, alt)
+        orbit_r = max(200.0, 0.35 * _radius(f))
         traj = fly(
-            (start[0], start[1], 150.0),
-            _hdg(-d_in),
+            (start[0], start[1], alt),
+            hdg,
             speed,
-            [Leg((c[0], c[1], 150.0), speed, orbit_s=dwell + 600.0, radius_m=orbit_r)],
+            [to_turn, Leg((c[0], c[1], alt), speed, orbit_s=dwell + 600.0, radius_m=orbit_r)],
             DYNAMICS["drone"],
             end_s=self.dur,
+            arrive_m=10.0,
         )
         self._add("loiter-drone", "drone", traj, rcs_m2=0.05)
 
@@ -223,7 +244,7 @@ class _Layout:
         far = LineString([q, q + normal * 50_000.0])
         ip = far.intersection(b)
         entry = np.asarray(ip.coords[0]) if not ip.is_empty and ip.geom_type == "Point" else q
-        speed = 5.0
+        speed = 8.0
         start = entry + normal * speed * t_entry_s
         inside = entry - normal * 600.0
         if self.coast_n is not None and axis[1] > 0:
@@ -268,8 +289,13 @@ class _Layout:
     def _random_mover(self, kind: str, k: int) -> Target | None:
         rng = self.rng
         tid = len(self.targets) + 1
-        span = 35_000.0
-        p = self.centre + rng.uniform(-span, span, 2)
+        # Somewhere a radar sees (vessels: near the coastal radar), up to 12 km from it.
+        radars = [x for x in self.sensor_specs if x.kind == "radar"]
+        if kind == "vessel":
+            radars = [x for x in radars if x.id == "radar-coast"] or radars
+        r = radars[int(rng.integers(len(radars)))]
+        rho, phi = 12_000.0 * math.sqrt(float(rng.uniform())), float(rng.uniform(0, 2 * math.pi))
+        p = np.array([r.site[0] + rho * math.sin(phi), r.site[1] + rho * math.cos(phi)])
         if kind == "vessel":
             speed, alt = float(rng.uniform(3.0, 9.0)), 0.0
         elif kind == "ground":
@@ -296,6 +322,11 @@ class _Layout:
             return None
         if kind != "ground" and not all(self._protected(x) for x in pts):
             return None
+        # A cheap test of the waypoints' polyline first: most rejected draws stop here,
+        # before the path is integrated and checked rule by rule.
+        poly = LineString(pts)
+        if any(poly.distance(f.geom) < CLEAR_MARGIN_M + f.buffer_m for f in self.th.features):
+            return None
         traj = fly((p[0], p[1], alt), hdg, speed, legs, DYNAMICS[kind], end_s=self.dur)
         ident = ""
         if kind == "vessel":
@@ -312,30 +343,32 @@ class _Layout:
 
     # ------------------------------------------------------------------ sensors
     def sensors(self) -> None:
-        pts = np.array(
-            [f.centre for f in (self.loiter_site, self.approach_site, self.fire_site)]
-            + [self.crossing_point]
-        )
-        ground_site = pts.mean(axis=0)
-        reach = float(np.max(np.linalg.norm(pts - ground_site, axis=1)))
-        self.sensor_specs.append(
-            SensorSpec(
-                id="radar-1",
-                kind="radar",
-                site=(ground_site[0], ground_site[1], 30.0),
-                max_range_m=max(25_000.0, reach + 12_000.0),
-                latency_s=0.2,
-                period_s=1.0,
-                sigma_range_m=15.0,
-                sigma_az_rad=0.003,
-                sigma_el_rad=0.01,
-                pd={"ground": 0.9, "vessel": 0.95, "aircraft": 0.97, "drone": 0.85},
-                clutter_per_scan=2.0,
-                min_el_rad=-0.1,
+        """A short-range radar at each protected site of the script and behind the crossing
+        point, a coastal radar over the corridor, AIS and ADS-B receivers, an acoustic array
+        at the fire site."""
+        pd = {"ground": 0.9, "vessel": 0.95, "aircraft": 0.97, "drone": 0.9}
+        posts = [(f"radar-{f.id}", f.centre) for f in self._script_sites()]
+        behind = self.crossing_point + self._protected_dir(self.crossing_point) * 4_000.0
+        posts.append(("radar-line", behind))
+        for sid, xy in posts:
+            self.sensor_specs.append(
+                SensorSpec(
+                    id=sid,
+                    kind="radar",
+                    site=(xy[0] + 300.0, xy[1] + 300.0, 25.0),
+                    max_range_m=15_000.0,
+                    latency_s=0.2,
+                    period_s=1.0,
+                    sigma_range_m=10.0,
+                    sigma_az_rad=0.002,
+                    sigma_el_rad=0.01,
+                    pd=pd,
+                    clutter_per_scan=1.0,
+                    min_el_rad=-0.1,
+                )
             )
-        )
         corridor = getattr(self, "corridor", None)
-        ais_site = ground_site
+        ais_site = posts[0][1]
         if corridor is not None:
             # A coastal radar on the shore nearest the corridor, reaching its far end.
             cs = np.asarray(corridor.geom.exterior.coords)
@@ -350,11 +383,11 @@ class _Layout:
                     max_range_m=min(far + 5_000.0, 80_000.0),
                     latency_s=0.3,
                     period_s=2.0,
-                    sigma_range_m=25.0,
-                    sigma_az_rad=0.004,
+                    sigma_range_m=15.0,
+                    sigma_az_rad=0.002,
                     sigma_el_rad=0.02,
                     pd={"vessel": 0.95, "ground": 0.0, "aircraft": 0.9, "drone": 0.5},
-                    clutter_per_scan=3.0,
+                    clutter_per_scan=2.0,
                     min_el_rad=-0.1,
                 )
             )
@@ -377,7 +410,7 @@ class _Layout:
             SensorSpec(
                 id="adsb-1",
                 kind="adsb",
-                site=(ground_site[0], ground_site[1], 20.0),
+                site=(posts[0][1][0], posts[0][1][1], 20.0),
                 max_range_m=250_000.0,
                 latency_s=0.3,
                 classes=("aircraft",),
@@ -392,11 +425,18 @@ class _Layout:
             SensorSpec(
                 id="acoustic-1",
                 kind="acoustic",
-                site=(fc[0] - 2_000.0, fc[1], 5.0),
+                site=(fc[0] - 300.0, fc[1], 5.0),
                 max_range_m=20_000.0,
                 latency_s=0.2,
             )
         )
+
+    def _script_sites(self) -> list[Feature]:
+        out: list[Feature] = []
+        for f in (self.loiter_site, self.approach_site, self.fire_site):
+            if f not in out:
+                out.append(f)
+        return out
 
 
 def _hdg(d: np.ndarray) -> float:

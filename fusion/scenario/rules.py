@@ -66,7 +66,9 @@ def target_breaches(th: Theatre, tg: Target, *, margin_m: float = 0.0) -> list[B
             if t_ap is not None and (t_inside is None or t_ap < t_inside):
                 add("approach", f, t_ap)
         if "loiter" in f.rules:
-            add("loiter", f, oracle.dwell_time(traj, area, f.param("loiter", "dwell_s", 600.0)))
+            # A stay lasts while within the buffer plus the rule's exit margin.
+            stay = area.buffer(f.param("loiter", "exit_margin_m", 0.0))
+            add("loiter", f, oracle.dwell_time(traj, stay, f.param("loiter", "dwell_s", 600.0)))
         if "dark_target" in f.rules:
             if not tg.ident:
                 add("dark_target", f, oracle.entry_time(traj, area))

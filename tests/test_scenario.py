@@ -188,7 +188,7 @@ def test_radar_plots_have_the_stated_noise(scenario, timed) -> None:
 
     res = []
     batches = [m.msg for m in timed if getattr(m.msg, "sensor", "") == "radar-line"]
-    for d in batches[:150]:
+    for d in batches[:300]:
         if not isinstance(d, Detections):
             continue
         assert d.kind == KIND_POLAR

@@ -54,6 +54,7 @@ from fusion.kernels.extended import (
     MEAS_POS_VEL,
     update_measurements,
 )
+from fusion.kernels.frames import congruence3
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row
@@ -200,13 +201,13 @@ class Tracker:
             meas = MEAS_POS
             pos = self.frame.to_enu(z)
             Rt = self.frame.rotation_at(z)  # (n, 3, 3) local ENU -> theatre
-            R_pos = Rt @ R @ Rt.transpose(0, 2, 1)
+            R_pos, det_tr = congruence3(Rt, R)
             z_meas, R_meas = pos, R_pos
             if batch.vel is not None:
                 meas = MEAS_POS_VEL
                 vel = np.einsum("nij,nj->ni", Rt, np.asarray(batch.vel, dtype=np.float64))
                 if batch.vel_R is not None:
-                    vel_R = Rt @ np.asarray(batch.vel_R, dtype=np.float64) @ Rt.transpose(0, 2, 1)
+                    vel_R = congruence3(Rt, batch.vel_R)[0]
                 else:
                     vel_R = np.tile(np.eye(3) * DEFAULT_VEL_SIGMA_MPS**2, (n, 1, 1))
                 z_meas = np.concatenate([pos, vel], axis=1)
@@ -218,19 +219,20 @@ class Tracker:
             q = aer_to_enu(z)  # sensor-frame ENU
             pos = (q - c) @ M  # theatre: M.T @ (q - c)
             G = M.T @ np.linalg.inv(aer_jacobian(q))  # d theatre / d (range, az, el)
-            R_pos = G @ R @ G.transpose(0, 2, 1)
+            R_pos, det_tr = congruence3(G, R)
             z_meas, R_meas = z, R
         else:
             meas = MEAS_BEARING
             pos = np.zeros((n, 3))
             R_pos = np.zeros((n, 3, 3))
+            det_tr = np.zeros(n)
             z_meas, R_meas = z, R
-        det_tr = np.trace(R_pos, axis1=1, axis2=2).copy()
-        dident = (
-            np.zeros(n, "S24")
-            if batch.ident is None
-            else np.ascontiguousarray(batch.ident, dtype="S24")
-        )
+        if batch.ident is None:
+            dident = None
+            has_id = np.zeros(n, dtype=np.bool_)
+        else:
+            dident = np.ascontiguousarray(batch.ident, dtype="S24")
+            has_id = dident != b""
         dcls = (
             np.full(n, CLS_UNKNOWN, np.uint8)
             if batch.cls is None
@@ -238,10 +240,10 @@ class Tracker:
         )
         if dcls.size and int(dcls.max()) >= p["q_h_m2s3"].shape[0]:
             raise ValueError("detection class code out of range")
-        cooperative = bool((dident != b"").any())
+        cooperative = bool(has_id.any())
         sensor_bit = self._sensor_bit(batch.sensor)
         if batch.kind == KIND_POS:
-            kind_bits = np.where(dident != b"", KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
+            kind_bits = np.where(has_id, KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
         elif batch.kind == KIND_POLAR:
             kind_bits = np.full(n, KIND_BIT_POLAR)
         else:
@@ -251,8 +253,7 @@ class Tracker:
         # Several reports of one identity in a batch: keep the latest (stable, so ties keep the
         # last one in the batch).
         usable = np.ones(n, dtype=np.bool_)
-        has_id = dident != b""
-        if has_id.any():
+        if cooperative:
             idx = np.flatnonzero(has_id)
             order = idx[np.lexsort((t[idx], dident[idx]))]
             last = np.ones(order.shape[0], dtype=np.bool_)
@@ -275,7 +276,7 @@ class Tracker:
         det_of_slot_rows: list[np.ndarray] = []
         det_of_slot_dets: list[np.ndarray] = []
         taken_slot = np.zeros(tab.capacity, dtype=np.bool_)
-        if has_id.any():
+        if cooperative:
             tid = tab.ident[active]
             holders = active[tid != b""]
             if holders.shape[0]:
@@ -319,7 +320,9 @@ class Tracker:
                 M,
                 c,
                 ident_words(tab.ident),
-                ident_words(dident[gate_dets]),
+                ident_words(dident[gate_dets])
+                if cooperative
+                else np.zeros((gate_dets.shape[0], 3), np.uint64),
                 float(p["grid_cell_m"][int(np.bincount(c_tr).argmax())]),
                 alt=self._imm_gate_states(gate_rows, float(t.min())),
             )
@@ -357,8 +360,9 @@ class Tracker:
             # Bookkeeping of the updated tracks: sensors, kinds, identity, class.
             tab.sensors[rows] |= sensor_bit
             tab.kinds[rows] |= kind_bits[cols]
-            adopt = (tab.ident[rows] == b"") & (dident[cols] != b"")
-            tab.ident[rows[adopt]] = dident[cols[adopt]]
+            if cooperative:
+                adopt = (tab.ident[rows] == b"") & has_id[cols]
+                tab.ident[rows[adopt]] = dident[cols[adopt]]
             new_cls = (tab.cls[rows] == CLS_UNKNOWN) & (dcls[cols] != CLS_UNKNOWN)
             tab.cls[rows[new_cls]] = dcls[cols[new_cls]]
             self._start_imm(rows[new_cls])
@@ -366,7 +370,9 @@ class Tracker:
         # 6. Score the scan for the tracks in coverage and the updated ones.
         updated = np.zeros(tab.capacity, dtype=np.bool_)
         updated[rows] = True
-        scored = np.union1d(in_cov, rows).astype(np.int64)
+        scored_mask = updated.copy()
+        scored_mask[in_cov] = True
+        scored = np.flatnonzero(scored_mask)
         res.confirmed += int(
             lifecycle.score_scan(
                 scored,
@@ -410,7 +416,8 @@ class Tracker:
                     tab.hits,
                     tab.cls,
                 )
-                tab.ident[slots] = dident[dets]
+                if cooperative:
+                    tab.ident[slots] = dident[dets]
                 tab.sensors[slots] = sensor_bit
                 tab.kinds[slots] = kind_bits[dets]
                 self._start_imm(slots)

@@ -64,7 +64,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_coast_s=30.0,
         max_pos_sigma_m=5_000.0,
         init_vel_sigma_mps=250.0,
-        grid_cell_m=5_000.0,
+        grid_cell_m=3_000.0,
         imm=True,
     )
     # Surface vessels: slow, smooth; AIS reports every few seconds to minutes, so long coasts.
@@ -78,7 +78,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_coast_s=300.0,
         max_pos_sigma_m=2_000.0,
         init_vel_sigma_mps=15.0,
-        grid_cell_m=2_000.0,
+        grid_cell_m=1_000.0,
     )
     # Ground vehicles: slow, start and stop often.
     ground = ClassParams(
@@ -91,7 +91,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_coast_s=60.0,
         max_pos_sigma_m=1_000.0,
         init_vel_sigma_mps=25.0,
-        grid_cell_m=1_000.0,
+        grid_cell_m=500.0,
     )
     # Unknown: between ground and air; used by radars that do not classify. Its wide velocity
     # prior makes a new track's second gate large (about 1 km at 2 s), so clutter pairs up
@@ -107,7 +107,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_coast_s=60.0,
         max_pos_sigma_m=3_000.0,
         init_vel_sigma_mps=100.0,
-        grid_cell_m=2_000.0,
+        grid_cell_m=1_000.0,
     )
     return {"unknown": unknown, "air": air, "surface": surface, "ground": ground}
 

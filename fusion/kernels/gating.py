@@ -93,14 +93,21 @@ def _chol_d2(S, y, m, L):
                 L[a, a] = math.sqrt(s)
             else:
                 L[a, b] = s / L[b, b]
+    # Forward substitution L w = y in scalars (no allocation per pair).
     d2 = 0.0
-    w = np.empty(3)
+    w0 = w1 = 0.0
     for a in range(m):
         s = y[a]
-        for k in range(a):
-            s -= L[a, k] * w[k]
-        w[a] = s / L[a, a]
-        d2 += w[a] * w[a]
+        if a >= 1:
+            s -= L[a, 0] * w0
+        if a >= 2:
+            s -= L[a, 1] * w1
+        wa = s / L[a, a]
+        if a == 0:
+            w0 = wa
+        elif a == 1:
+            w1 = wa
+        d2 += wa * wa
     return d2
 
 
@@ -144,12 +151,68 @@ def mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L):
 
 
 @njit
+def _lower_bound(a, v):
+    """First index of sorted `a` whose value is >= v."""
+    lo = 0
+    hi = a.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit
 def _d2_state(i, si, mode, xs, Ps, ts, q_h, q_v, z, R, det_t, m, M, c, j, w):
     """Squared distance of detection j from state row si of xs/Ps/ts (-1: S not PD)."""
-    p, Pp, y, S, H, J, L = w
     # A detection older than the track's state is taken at the state's time (see tracker).
-    predict_pos_into(xs, Ps, si, max(det_t[j] - ts[si], 0.0), q_h[i], q_v[i], p, Pp)
+    dt = max(det_t[j] - ts[si], 0.0)
+    if mode == MODE_POS:
+        return _d2_pos(xs, Ps, si, dt, q_h[i], q_v[i], z, R, j)
+    p, Pp, y, S, H, J, L = w
+    predict_pos_into(xs, Ps, si, dt, q_h[i], q_v[i], p, Pp)
     return mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
+
+
+@njit
+def _pp(P, r, a, b, dt):
+    return P[r, a, b] + dt * (P[r, a, 3 + b] + P[r, 3 + a, b]) + dt * dt * P[r, 3 + a, 3 + b]
+
+
+@njit
+def _d2_pos(x, P, r, dt, q_h, q_v, z, R, j):
+    """The position case of `mahalanobis2` after `predict_pos_into`, in scalars: it runs on
+    every candidate pair, so no scratch arrays and a 3x3 Cholesky spelled out."""
+    q3 = dt * dt * dt / 3.0
+    s00 = _pp(P, r, 0, 0, dt) + q_h * q3 + R[j, 0, 0]
+    s11 = _pp(P, r, 1, 1, dt) + q_h * q3 + R[j, 1, 1]
+    s22 = _pp(P, r, 2, 2, dt) + q_v * q3 + R[j, 2, 2]
+    s10 = _pp(P, r, 1, 0, dt) + R[j, 1, 0]
+    s20 = _pp(P, r, 2, 0, dt) + R[j, 2, 0]
+    s21 = _pp(P, r, 2, 1, dt) + R[j, 2, 1]
+    y0 = z[j, 0] - (x[r, 0] + dt * x[r, 3])
+    y1 = z[j, 1] - (x[r, 1] + dt * x[r, 4])
+    y2 = z[j, 2] - (x[r, 2] + dt * x[r, 5])
+    if s00 <= 0.0:
+        return -1.0
+    l00 = math.sqrt(s00)
+    l10 = s10 / l00
+    l20 = s20 / l00
+    t = s11 - l10 * l10
+    if t <= 0.0:
+        return -1.0
+    l11 = math.sqrt(t)
+    l21 = (s21 - l20 * l10) / l11
+    t = s22 - l20 * l20 - l21 * l21
+    if t <= 0.0:
+        return -1.0
+    l22 = math.sqrt(t)
+    w0 = y0 / l00
+    w1 = (y1 - l10 * w0) / l11
+    w2 = (y2 - l20 * w0 - l21 * w1) / l22
+    return w0 * w0 + w1 * w1 + w2 * w2
 
 
 @njit
@@ -378,8 +441,8 @@ def gate_pairs(
         for ix in range(ix_lo, ix_hi + 1):
             k_lo = (ix + _KEY_OFFSET) * _KEY_ROW + (iy_lo + _KEY_OFFSET)
             k_hi = (ix + _KEY_OFFSET) * _KEY_ROW + (iy_hi + _KEY_OFFSET)
-            a = np.searchsorted(skeys, k_lo, side="left")
-            b = np.searchsorted(skeys, k_hi, side="right")
+            a = _lower_bound(skeys, k_lo)
+            b = _lower_bound(skeys, k_hi + 1)
             for q in range(a, b):
                 n = _gate_one(
                     i,
@@ -409,6 +472,78 @@ def gate_pairs(
                     n,
                     w,
                 )
+    return n
+
+
+@njit
+def gate_pairs_pos(
+    rows, x, P, t_s, q_h, q_v, gate2, z, R, det_t, det_tr, tw, dw, cell_m, out_t, out_d, out_c
+):
+    """`gate_pairs` for the common case, specialised: position measurements (z in theatre
+    ENU, also the grid positions) and every track gated from the table. Same pairs, same
+    order; about four times faster, since nothing but scalars crosses a call in the inner
+    loop."""
+    nt = rows.shape[0]
+    nd = z.shape[0]
+    n = 0
+    cap = out_t.shape[0]
+    if nt == 0 or nd == 0:
+        return 0
+    keys = np.empty(nd, np.int64)
+    t_lo = det_t[0]
+    t_hi = det_t[0]
+    tr_max = 0.0
+    for j in range(nd):
+        ix = int(math.floor(z[j, 0] / cell_m))
+        iy = int(math.floor(z[j, 1] / cell_m))
+        keys[j] = (ix + _KEY_OFFSET) * _KEY_ROW + (iy + _KEY_OFFSET)
+        t_lo = min(t_lo, det_t[j])
+        t_hi = max(t_hi, det_t[j])
+        tr_max = max(tr_max, det_tr[j])
+    order = np.argsort(keys, kind="mergesort")
+    skeys = keys[order]
+    p = np.empty(3)
+    Pp = np.empty((3, 3))
+    for i in range(nt):
+        ti = rows[i]
+        dt_a = max(t_lo - t_s[ti], 0.0)
+        dt_b = max(t_hi - t_s[ti], 0.0)
+        predict_pos_into(x, P, ti, dt_a, q_h[i], q_v[i], p, Pp)
+        tr_pp = Pp[0, 0] + Pp[1, 1] + Pp[2, 2]
+        predict_pos_into(x, P, ti, dt_b, q_h[i], q_v[i], p, Pp)
+        tr_pp = max(tr_pp, Pp[0, 0] + Pp[1, 1] + Pp[2, 2])
+        vh = math.hypot(x[ti, 3], x[ti, 4])
+        radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
+        dt_mid = 0.5 * (dt_a + dt_b)
+        e0 = x[ti, 0] + dt_mid * x[ti, 3]
+        n0 = x[ti, 1] + dt_mid * x[ti, 4]
+        ix_lo = int(math.floor((e0 - radius) / cell_m))
+        ix_hi = int(math.floor((e0 + radius) / cell_m))
+        iy_lo = int(math.floor((n0 - radius) / cell_m))
+        iy_hi = int(math.floor((n0 + radius) / cell_m))
+        n_cols = ix_hi - ix_lo + 1
+        brute = n_cols > nd or n_cols * (iy_hi - iy_lo + 1) > nd
+        for ix in range(ix_lo, ix_hi + 1):
+            if brute:
+                a, b = 0, nd
+            else:
+                base = (ix + _KEY_OFFSET) * _KEY_ROW + _KEY_OFFSET
+                a = _lower_bound(skeys, base + iy_lo)
+                b = _lower_bound(skeys, base + iy_hi + 1)
+            for q in range(a, b):
+                j = order[q]
+                if _ident_forbidden(tw, ti, dw, j):
+                    continue
+                dt = max(det_t[j] - t_s[ti], 0.0)
+                d2 = _d2_pos(x, P, ti, dt, q_h[i], q_v[i], z, R, j)
+                if d2 >= 0.0 and d2 <= gate2[i]:
+                    if n < cap:
+                        out_t[n] = i
+                        out_d[n] = j
+                        out_c[n] = d2
+                    n += 1
+            if brute:
+                break
     return n
 
 
@@ -445,10 +580,35 @@ def gate(
         none = np.zeros(rows.shape[0], np.int64)
         alt = (none, none, np.zeros((0, 6)), np.zeros((0, 6, 6)), np.zeros(0))
     cap = max(64, 4 * (rows.shape[0] + z.shape[0]))
+    fast = mode == MODE_POS and not np.any(alt[1])
     while True:
         out_t = np.empty(cap, np.int64)
         out_d = np.empty(cap, np.int64)
         out_c = np.empty(cap, np.float64)
+        if fast:
+            n = gate_pairs_pos(
+                rows,
+                x,
+                P,
+                t_s,
+                q_h,
+                q_v,
+                gate2,
+                z,
+                R,
+                det_t,
+                det_tr,
+                track_ident_words,
+                det_ident_words,
+                float(cell_m),
+                out_t,
+                out_d,
+                out_c,
+            )
+            if n <= cap:
+                return out_t[:n], out_d[:n], out_c[:n]
+            cap = n
+            continue
         n = gate_pairs(
             mode,
             rows,

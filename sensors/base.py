@@ -59,9 +59,11 @@ class LinkConfig:
     batch_max: int = 256
     batch_wait_s: float = 0.05
     queue_max: int = 50_000
+    # at most fusion's dedup window (4096 by default): older seqs would be taken as duplicates
     unacked_max: int = 2_000
     overflow: str = "drop_oldest"  # or "block": stop reading input while the buffer is full
-    ack_timeout_s: float = 2.0
+    # fusion acknowledges after its reorder lag and next snapshot (about 1.3 s by default)
+    ack_timeout_s: float = 5.0
     backoff_initial_s: float = 0.1
     backoff_max_s: float = 5.0
     heartbeat_s: float = 1.0

@@ -236,8 +236,42 @@ def _point(ev: ET.Element, lat: float, lon: float, hae: float, ce: float, le: fl
     )
 
 
+_XML_DECL = "<?xml version='1.0' encoding='UTF-8'?>\n"
+_ATTR_ESC = str.maketrans(
+    {
+        "&": "&amp;",
+        "<": "&lt;",
+        ">": "&gt;",
+        '"': "&quot;",
+        "\n": "&#10;",
+        "\r": "&#13;",
+        "\t": "&#09;",
+    }
+)
+_TEXT_ESC = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def _xml(el: ET.Element, parts: list[str]) -> None:
+    # ElementTree's own writer costs most of a track event's time; CoT needs no namespaces
+    # or comments, so a direct serialiser of tag, attributes, text and children suffices.
+    attrs = "".join(f' {k}="{str(v).translate(_ATTR_ESC)}"' for k, v in el.attrib.items())
+    if len(el) == 0 and not el.text:
+        parts.append(f"<{el.tag}{attrs}/>")
+    else:
+        parts.append(f"<{el.tag}{attrs}>")
+        if el.text:
+            parts.append(el.text.translate(_TEXT_ESC))
+        for child in el:
+            _xml(child, parts)
+        parts.append(f"</{el.tag}>")
+    if el.tail:
+        parts.append(el.tail.translate(_TEXT_ESC))
+
+
 def _bytes(ev: ET.Element) -> bytes:
-    return ET.tostring(ev, encoding="utf-8", xml_declaration=True)
+    parts = [_XML_DECL]
+    _xml(ev, parts)
+    return "".join(parts).encode("utf-8")
 
 
 def track_event(
@@ -248,8 +282,11 @@ def track_event(
     ev = _event(uid, cot_type, now_s, min(row.t_s, now_s), stale_s, HOW_FUSED)
     _point(ev, row.lat_deg, row.lon_deg, row.alt_m, row.ce_m, row.le_m)
     detail = ET.SubElement(ev, "detail")
-    course, speed = course_speed(np.asarray(row.vel_enu))
-    ET.SubElement(detail, "track", {"course": f"{course[0]:.2f}", "speed": f"{speed[0]:.3f}"})
+    ve, vn = row.vel_enu[0], row.vel_enu[1]
+    course = math.degrees(math.atan2(ve, vn)) % 360.0
+    ET.SubElement(
+        detail, "track", {"course": f"{course:.2f}", "speed": f"{math.hypot(ve, vn):.3f}"}
+    )
     ET.SubElement(detail, "contact", {"callsign": callsign or f"T{row.id}"})
     status = TRACK_STATUS_NAMES[row.status] if row.status < len(TRACK_STATUS_NAMES) else "?"
     cls_name = CLASS_NAMES[row.cls] if row.cls < len(CLASS_NAMES) else "unknown"

@@ -8,19 +8,17 @@ tracks, by an event whose stale time is now and/or a `t-x-d-d` delete.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from fusion.cot import (
     DEFAULT_CUE_TYPES,
     UNKNOWN_ERROR_M,
     AffiliationPolicy,
     TrackRow,
-    course_speed,
     cue_event,
     delete_event,
     dimension_letter,
@@ -286,9 +284,9 @@ class CotBridge:
             seen.add(row.id)
             if not cfg.send_tracks:
                 continue
-            course, speed = course_speed(np.asarray(row.vel_enu))
+            speed_mps = math.hypot(row.vel_enu[0], row.vel_enu[1])
             aff = cfg.affiliation.letter(row.ident, self._open_rules(row.id))
-            dim = dimension_letter(row.cls, row.ident, row.alt_m, float(speed[0]))
+            dim = dimension_letter(row.cls, row.ident, row.alt_m, speed_mps)
             cot_type = f"a-{aff}-{dim}"
             prev = self._tracks.get(row.id)
             if prev is None:

@@ -704,3 +704,15 @@ def test_tracks_absent_from_their_class_update_are_withdrawn():
     bridge.on_tracks(make_update(T0 + 1, [1], [47.0, 34.0, 0.0]))  # ground: 2 has gone
     assert [ET.fromstring(x).get("type") for x in out] == ["a-u-G", "t-x-d-d"]
     assert bridge.live_tracks == [1, 5]
+
+
+def test_serialiser_matches_elementtree_and_escapes():
+    from fusion.cot import _bytes
+
+    ev = ET.Element("event", {"uid": 'a"<&>\n', "type": "b-a-g"})
+    d = ET.SubElement(ev, "detail")
+    ET.SubElement(d, "remarks").text = "crossed <line> & \"fled\" 'east'\u00e9"
+    ET.SubElement(d, "empty", {"k": "v"})
+    ours = _bytes(ev)
+    assert ET.tostring(ET.fromstring(ours)) == ET.tostring(ev)
+    assert ours.startswith(b"<?xml version='1.0' encoding='UTF-8'?>\n<event ")

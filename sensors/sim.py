@@ -323,13 +323,15 @@ def realtime(
     if speed <= 0:
         raise ValueError("speed must be positive")
     sim = SimSensors(scenario)
-    start = clock() if start_wall_s is None else start_wall_s
-    shift = (time.time() - scenario.t0_s) if retime else 0.0
     heap: list = []
     for i, m in enumerate(sim.timed("arrival")):
         if sensors is not None and m.msg.sensor not in sensors:
             continue
         heapq.heappush(heap, (m.arrival_t_s, i, m))
+    # The clock starts once the messages exist: simulating takes seconds, and starting the
+    # clock before would release that many seconds (times `speed`) of scenario in one burst.
+    start = clock() if start_wall_s is None else start_wall_s
+    shift = (time.time() - scenario.t0_s) if retime else 0.0
     while heap:
         arrival, _, m = heapq.heappop(heap)
         due = start + (arrival - scenario.t0_s) / speed

@@ -200,8 +200,19 @@ def test_store_roundtrip_and_restart_continues_open_cues(tmp_path):
     assert [b["state"] for b in closes] == ["close"] and closes[0]["id"] == first_id
 
 
-def test_time_must_not_go_back():
+def test_bad_inputs_are_skipped_and_counted():
     eng = engine()
-    eng.evaluate(picture(10.0, []), [], {}, 10.0)
-    with pytest.raises(ValueError, match="time went back"):
-        eng.evaluate(picture(5.0, []), [], {}, 5.0)
+    tracks = [{"id": 1, "xy": (300.0, 0.0), "v": (0.0, 0.0)},
+              {"id": 2, "xy": (float("nan"), 0.0), "v": (0.0, 0.0)}]  # fmt: skip
+    bad_event = Detections(sensor="a", seq=1, kind=KIND_EVENT, t=np.array([1.0, 1.0]),
+                           z=np.array([[95.0, 31.0, 0.0], [np.nan, 31.0, 0.0]]),
+                           R=np.tile(np.eye(3), (2, 1, 1)))  # fmt: skip
+    states = {"r": {"state": "lost", "site": "here", "max_range_m": 1.0},
+              "q": {"state": "lost", "site": llh(0, 0), "max_range_m": 5000.0,
+                    "last_hb_s": "yesterday"}}  # fmt: skip
+    out = eng.evaluate(picture(10.0, tracks), [bad_event], states, 10.0)
+    assert [(b["rule"], b["track"]) for b in out] == [("incursion", 1)]
+    # a clock step back is taken as the latest time: nothing closes or reopens out of order
+    assert eng.evaluate(picture(5.0, tracks), [], {}, 5.0) == []
+    assert eng.counters == {"time_regressions": 1, "tracks_non_finite": 2,
+                            "events_rejected": 2, "sensor_states_rejected": 2}  # fmt: skip

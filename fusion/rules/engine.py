@@ -35,7 +35,10 @@ class RuleEngine:
     """`RuleEngine(sites, config)`; `evaluate(picture, events, sensor_states, now_s)` per scan.
 
     config: a CueConfig or a mapping {"update_interval_s": 5.0, "close_after_s": {rule: s}}.
-    Scans must come in non-decreasing `now_s`. Not thread-safe: one engine per service.
+    Scans should come in non-decreasing `now_s`; an earlier time is taken as the latest one
+    seen (and counted), so a clock step back cannot reopen or close cues out of order.
+    Bad inputs (non-finite tracks, unplaceable events or sensor states) are skipped and
+    counted in `counters`. Not thread-safe: one engine per service.
     """
 
     def __init__(self, sites: SiteSet, config: CueConfig | Mapping[str, Any] | None = None):
@@ -54,6 +57,8 @@ class RuleEngine:
         ]
         self.book = CueBook(sites, config)
         self.last_now_s = -np.inf
+        self._time_regressions = 0
+        self._tracks_non_finite = 0
 
     def evaluate(
         self,
@@ -67,7 +72,8 @@ class RuleEngine:
         if not np.isfinite(now):
             raise ValueError("evaluate: now_s must be finite")
         if now < self.last_now_s:
-            raise ValueError(f"evaluate: time went back ({now} < {self.last_now_s})")
+            self._time_regressions += 1
+            now = self.last_now_s
         self.last_now_s = now
         ctx = self.context(picture, events or [], sensor_states or {}, now)
         findings = [rule.evaluate(ctx) for rule in self.rules]
@@ -84,6 +90,7 @@ class RuleEngine:
             np.ascontiguousarray(picture.t_upd_s), rows, float(now_s), xy, v, Pxy, ok,
         )  # fmt: skip
         if n_ok < n:  # a broken track must not take the scan down
+            self._tracks_non_finite += n - n_ok
             rows, xy, v, Pxy = rows[ok], xy[ok], v[ok], Pxy[ok]
         pairs = self.sites.area_pairs(xy, v)
         return ScanContext(
@@ -105,4 +112,17 @@ class RuleEngine:
         return self.book.restore(open_bodies)
 
     def open_cues(self) -> int:
+        """How many cues are open."""
         return len(self.book.open)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        """Inputs skipped since start, by reason (for metrics)."""
+        fire = next(r for r in self.rules if r.name == "fire_event")
+        outage = next(r for r in self.rules if r.name == "sensor_outage")
+        return {
+            "time_regressions": self._time_regressions,
+            "tracks_non_finite": self._tracks_non_finite,
+            "events_rejected": fire.rejected,
+            "sensor_states_rejected": outage.rejected,
+        }

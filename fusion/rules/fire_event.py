@@ -35,9 +35,11 @@ class FireEvent:
         ]
         # site index -> open incidents [subject, x, y, t_last, count]
         self.incidents: dict[int, list[list[Any]]] = {}
+        self.rejected = 0  # event rows that could not be placed (non-finite, out of range)
 
     def evaluate(self, ctx: ScanContext) -> Findings:
-        ev = _collect(ctx.events)
+        ev, bad = _collect(ctx.events)
+        self.rejected += bad
         found: list[tuple[float, int, int, float, bool]] = []  # (t, event, site, dist, across)
         if ev is not None:
             xy = self.sites.to_enu_xy(ev["llh"])
@@ -99,27 +101,43 @@ class FireEvent:
         )
 
 
-def _collect(events) -> dict[str, Any] | None:
+def _collect(events) -> tuple[dict[str, Any] | None, int]:
+    """The scan's located events in a deterministic order, and how many rows were unusable."""
     rows = []
+    bad = 0
     for det in events or ():
         if det.kind != KIND_EVENT or len(det) == 0:
             continue
         etype = str((det.meta or {}).get("event", "event"))
         for r in range(len(det)):
-            R = np.asarray(det.R[r], dtype=np.float64)
+            try:
+                z = np.asarray(det.z[r, :3], dtype=np.float64)
+                R = np.asarray(det.R[r], dtype=np.float64)
+                t = float(det.t[r])
+            except (IndexError, TypeError, ValueError):
+                bad += 1
+                continue
+            if (
+                z.shape != (3,)
+                or not (np.isfinite(z).all() and np.isfinite(R).all() and np.isfinite(t))
+                or abs(z[0]) > 90.0
+                or R.ndim != 2
+            ):
+                bad += 1
+                continue
             var = np.linalg.eigvalsh(0.5 * (R[:2, :2] + R[:2, :2].T)) if R.shape[0] >= 2 else [0]
             rows.append(
                 (
-                    float(det.t[r]),
+                    t,
                     f"{det.sensor}#{det.seq}#{r}",
-                    det.z[r, :3].astype(np.float64),
+                    z,
                     float(np.sqrt(max(float(np.max(var)), 0.0))),
                     etype,
                     det.sensor,
                 )
             )
     if not rows:
-        return None
+        return None, bad
     rows.sort(key=lambda x: (x[0], x[1]))
     return {
         "t": np.array([x[0] for x in rows]),
@@ -128,7 +146,7 @@ def _collect(events) -> dict[str, Any] | None:
         "sigma_m": np.array([x[3] for x in rows]),
         "type": [x[4] for x in rows],
         "sensor": [x[5] for x in rows],
-    }
+    }, bad
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:

@@ -36,6 +36,7 @@ class SensorOutage:
             [s.rules[NAME]["timeout_s"] if NAME in s.rules else np.inf for s in sites.sites]
         )
         self._coverage: dict[str, tuple[str, np.ndarray]] = {}
+        self.rejected = 0  # sensor states that could not be read (bad site, range, polygon)
 
     def _covered(self, sensor: str, st: dict[str, Any]) -> np.ndarray | None:
         cov = st.get("coverage") or {}
@@ -63,18 +64,25 @@ class SensorOutage:
         site_out, subjects, infos = [], [], []
         for sensor in sorted(ctx.sensor_states):
             st = ctx.sensor_states[sensor] or {}
-            covered = self._covered(sensor, st)
+            try:
+                covered = self._covered(sensor, st)
+                last = st.get("last_hb_s")
+                last = None if last is None else float(last)
+                if last is not None and not np.isfinite(last):
+                    raise ValueError("non-finite last_hb_s")
+            except (TypeError, ValueError, AttributeError, IndexError, KeyError):
+                self.rejected += 1
+                continue
             if covered is None or not covered.any():
                 continue
             state = str(st.get("state", "ok"))
-            last = st.get("last_hb_s")
-            silent_s = None if last is None else max(ctx.now_s - float(last), 0.0)
+            silent_s = None if last is None else max(ctx.now_s - last, 0.0)
             for j in np.flatnonzero(covered):
                 timed_out = silent_s is not None and silent_s > self.timeout_s[j]
                 if state not in _OUT_STATES and not timed_out:
                     continue
                 site = st.get("site")
-                llh = [float(x) for x in site] if site is not None else None
+                llh = [float(x) for x in site][:3] if site is not None else None
                 site_out.append(int(j))
                 subjects.append(sensor)
                 infos.append(

@@ -425,7 +425,11 @@ class TcpListener:
         except OSError:
             return
         if self.ssl_ctx is not None:
-            conn = self.ssl_ctx.wrap_socket(conn, server_side=True)
+            try:
+                conn = self.ssl_ctx.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError):
+                conn.close()  # a refused handshake: nothing arrives
+                return
         conn.settimeout(3.0)
         buf = b""
         with conn:
@@ -516,38 +520,33 @@ def test_udp_multicast_sender_options():
         s.close()
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed to make a cert")
-def test_tls_stream(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+def _self_signed(tmp_path, name: str) -> tuple[str, str]:
+    cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
     subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=30,
-    )
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed to make a cert")
+def test_tls_stream_with_client_certificate(tmp_path):
+    """TAK Server's streaming TLS port: the server is verified against its CA and asks for
+    our client certificate (mutual TLS)."""
+    cert, key = _self_signed(tmp_path, "localhost")
+    client_cert, client_key = _self_signed(tmp_path, "bridge")
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(str(cert), str(key))
+    server_ctx.load_cert_chain(cert, key)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    server_ctx.load_verify_locations(client_cert)
     tcp = TcpListener(server_ctx)
     sender = open_sender(
         f"tls://127.0.0.1:{tcp.port}",
-        tls=TlsOptions(cafile=str(cert), server_hostname="localhost"),
+        tls=TlsOptions(
+            cafile=cert, certfile=client_cert, keyfile=client_key, server_hostname="localhost"
+        ),
     )
     try:
         CotBridge(sender.send).on_cue(dict(CUE))
@@ -557,6 +556,18 @@ def test_tls_stream(tmp_path):
     finally:
         sender.close()
         tcp.close()
+    # a server whose certificate the CA file does not vouch for is refused, not sent to
+    tcp2 = TcpListener(server_ctx)
+    bad = open_sender(
+        f"tls://127.0.0.1:{tcp2.port}",
+        tls=TlsOptions(cafile=client_cert, certfile=client_cert, keyfile=client_key),
+    )
+    try:
+        assert bad.send(b"<event/>") is False
+        assert bad.stats.errors == 1 and bad.stats.sent == 0
+    finally:
+        bad.close()
+        tcp2.close()
 
 
 def test_service_cue_reaches_tak_through_fusion_cot(tmp_path):

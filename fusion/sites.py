@@ -38,6 +38,8 @@ from fusion.rules.params import AREA_RULES, KINDS, LINE_RULES, RULE_DEFAULTS, RU
 __all__ = ["Site", "SiteSet", "SiteError", "AreaPairs", "load_sites", "parse_sites"]
 
 _CIRCLE_QUAD_SEGS = 32  # display polygon of a Point site's disc (the tests use the exact disc)
+# (track, site) pairs are keyed by track_id * 65536 + site index (fusion.rules.base.PairMemory)
+_MAX_SITES = 65535
 _LINE_EXTEND_M = 1.0e6  # the half-plane box reaches this far beyond a line of contact
 
 
@@ -330,6 +332,8 @@ def parse_sites(doc: Any, frame: LocalFrame | None = None) -> SiteSet:
     features = doc.get("features")
     if not isinstance(features, list):
         raise SiteError("'features' must be a list")
+    if len(features) > _MAX_SITES:
+        raise SiteError(f"{len(features)} features: at most {_MAX_SITES} sites per theatre")
     if frame is None:
         origin = (doc.get("properties") or {}).get("origin")
         if not (isinstance(origin, list | tuple) and len(origin) in (2, 3)):

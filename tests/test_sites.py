@@ -241,3 +241,25 @@ def test_line_band_limits_the_points():
     # fire_event on a line reaches 10 km by default, so the band is the larger of the two
     assert list(idx) == [0, 1]
     assert s[0] > 0 > s[1]  # drawn south to north, left is west
+
+
+def test_holes_and_multipolygons_follow_shapely():
+    outer = [(-5000, -5000), (5000, -5000), (5000, 5000), (-5000, 5000), (-5000, -5000)]
+    hole = [(-2000, -2000), (-2000, 2000), (2000, 2000), (2000, -2000), (-2000, -2000)]
+    part2 = [(8000, 0), (9000, 0), (9000, 1000), (8000, 1000), (8000, 0)]
+    multi = [[_ll(FRAME, outer), _ll(FRAME, hole)], [_ll(FRAME, part2)]]
+    sites = parse_sites(_collection(_feature("m", "site", "MultiPolygon", multi, buffer_m=300,
+                                             rules={"approach": False})), FRAME)  # fmt: skip
+    geom = sites["m"].geometry
+    assert geom.geom_type == "MultiPolygon" and len(geom.geoms[0].interiors) == 1
+    rng = np.random.default_rng(7)
+    xy = rng.uniform(-7000, 10000, (4000, 2))
+    pairs = sites.area_pairs(xy, np.zeros_like(xy))
+    d_ref = shapely.distance(geom, shapely.points(xy))
+    want = np.flatnonzero(d_ref <= sites.reach_m[0] - 1e-6)
+    assert set(pairs.i.tolist()) >= set(want.tolist())
+    np.testing.assert_allclose(pairs.d_now_m, d_ref[pairs.i], atol=1e-6)
+    assert (pairs.inside == shapely.contains_xy(geom, xy[pairs.i, 0], xy[pairs.i, 1])).all()
+    # the centre of the hole is 2 km from the site: outside its 300 m buffer, not in a pair
+    centre = sites.area_pairs(np.array([[0.0, 0.0]]), np.zeros((1, 2)))
+    assert len(centre.i) == 0

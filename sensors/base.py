@@ -39,6 +39,7 @@ import zmq.auth
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from fusion import protocol
 from fusion.messages import Ack, Detections, Heartbeat
 from sensors.batching import Batcher, Measurement
 
@@ -129,8 +130,6 @@ class Link:
         registry: CollectorRegistry | None = None,
         source_stats: Callable[[], dict[str, int]] | None = None,
     ) -> None:
-        from fusion import protocol  # imported late: the codec is the lead's module
-
         self._protocol = protocol
         self.config = config
         self._clock = clock
@@ -162,7 +161,11 @@ class Link:
         self._backoff_s = config.backoff_initial_s
         self._last_hb = -1e300
         self._stop = threading.Event()
-        self._drained = threading.Event()
+        # flush() bookkeeping: items put on the queue (reader side) and taken off it, and
+        # whether the batcher and the buffer were empty, as the link thread last saw them
+        self._n_submitted = 0
+        self._n_taken = 0
+        self._quiet = True
         self._thread: threading.Thread | None = None
         self._source_stats = source_stats
         self.status = "ok"
@@ -201,12 +204,14 @@ class Link:
             while not self._stop.is_set():
                 try:
                     self._in.put(item, timeout=0.1)
+                    self._n_submitted += 1
                     return True
                 except queue.Full:
                     continue
             return False
         try:
             self._in.put_nowait(item)
+            self._n_submitted += 1
             return True
         except queue.Full:
             self.stats["queue_full"] += 1
@@ -229,9 +234,10 @@ class Link:
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Waits until everything submitted so far is batched, sent and acknowledged."""
+        target = self._n_submitted
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._in.empty() and len(self._batcher) == 0 and not self._pending:
+            if self._n_taken >= target and self._quiet:
                 return True
             time.sleep(0.005)
         return False
@@ -255,9 +261,6 @@ class Link:
     def pending(self) -> int:
         """Batches sent or waiting to be sent, not yet acknowledged."""
         return len(self._pending)
-
-    def pending_seqs(self) -> list[tuple[str, int]]:
-        return list(self._pending.keys())
 
     # -- the link thread -------------------------------------------------------------------
 
@@ -324,6 +327,7 @@ class Link:
             self._check_timeout(self._clock())
         else:
             time.sleep(self.config.poll_s)
+        self._quiet = len(self._batcher) == 0 and not self._pending
 
     def _drain_input(self, now: float) -> None:
         block = self.config.overflow == "block"
@@ -334,16 +338,18 @@ class Link:
                 item = self._in.get_nowait()
             except queue.Empty:
                 return
+            self._quiet = False
             if isinstance(item, Detections):
                 # A whole batch (replay): flush what waits so order is kept, then renumber.
                 for det in self._batcher.flush():
                     self._enqueue(det, now)
                 item.seq = self._take_seq(item.sensor)
                 self._enqueue(item, now)
-                continue
-            self.stats["measurements_in"] += 1
-            for det in self._batcher.add(item, now):
-                self._enqueue(det, now)
+            else:
+                self.stats["measurements_in"] += 1
+                for det in self._batcher.add(item, now):
+                    self._enqueue(det, now)
+            self._n_taken += 1  # after the item is in the batcher or the buffer (see flush)
 
     def _enqueue(self, det: Detections, now: float) -> None:
         try:

@@ -21,6 +21,7 @@
     connected: false,
     sitesLoaded: false,
     events: 0,
+    fresh: new Map(), // cue id -> when it opened here, to flash it in the list
   };
   // view: projection origin, centre in local metres, metres per screen pixel
   const view = { lat0: null, lon0: null, cosLat0: 1, cx: 0, cy: 0, mpp: 50 };
@@ -164,6 +165,12 @@
     schedule();
   }, { passive: false });
   svg.addEventListener("dblclick", fit);
+  // one listener on the list: its items are rebuilt on every render, so a click that spans
+  // a rebuild still lands
+  document.getElementById("cue-list").addEventListener("click", (e) => {
+    const li = e.target.closest("li[data-cue-id]");
+    if (li) selectCue(li.dataset.cueId);
+  });
   window.addEventListener("resize", schedule);
 
   // ------------------------------------------------------------------ drawing
@@ -276,14 +283,14 @@
       const li = document.createElement("li");
       li.dataset.cueId = c.id;
       li.className = "cue sev-" + String(c.severity || "high").toLowerCase() +
-        (S.selected === c.id ? " selected" : "");
+        (S.selected === c.id ? " selected" : "") +
+        (Date.now() - (S.fresh.get(c.id) || 0) < 4000 ? " fresh" : "");
       li.innerHTML = `<div class="cue-title">${esc(String(c.rule || "cue").replace("_", " "))}` +
         ` &middot; ${esc(c.site_name || c.site)}</div>` +
         `<div class="cue-text">${esc(c.text)}</div>` +
         `<div class="cue-text">${fmtTime(c.t_s)} &middot; ${esc(c.severity)}` +
         (c.confidence != null ? ` &middot; conf ${Number(c.confidence).toFixed(2)}` : "") +
         "</div>";
-      li.addEventListener("click", () => selectCue(c.id));
       ul.appendChild(li);
     }
     document.getElementById("open-count").textContent = String(open.length);
@@ -385,6 +392,7 @@
       S.closed.length = Math.min(S.closed.length, 50);
       if (S.selected === c.id) S.selected = null;
     } else {
+      if (!S.open.has(c.id)) S.fresh.set(c.id, Date.now());
       S.open.set(c.id, c);
     }
     S.t_s = Math.max(S.t_s, c.t_s || 0);

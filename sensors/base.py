@@ -160,6 +160,7 @@ class Link:
         self._inflight_since: float | None = None
         self._backoff_s = config.backoff_initial_s
         self._last_hb = -1e300
+        self._losses_at_hb = 0
         self._stop = threading.Event()
         # flush() bookkeeping: items put on the queue (reader side) and taken off it, and
         # whether the batcher and the buffer were empty, as the link thread last saw them
@@ -390,10 +391,17 @@ class Link:
         if now - self._last_hb < self.config.heartbeat_s:
             return
         self._last_hb = now
+        # Losing data since the last heartbeat (queue full, buffer overflow) degrades an "ok"
+        # sensor: fusion should know its picture from this sensor has holes.
+        losses = self.stats["queue_full"] + self.stats["dropped_batches"]
+        status = self.status
+        if status == "ok" and losses > self._losses_at_hb:
+            status = "degraded"
+        self._losses_at_hb = losses
         hb = Heartbeat(
             sensor=self.config.sensor,
             t_s=float(now),
-            status=self.status,
+            status=status,
             site=self.config.site,
             coverage=dict(self.config.coverage),
         )

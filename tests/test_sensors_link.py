@@ -184,9 +184,27 @@ def test_heartbeats_carry_coverage_and_metrics_are_exposed(fusion):
         text = generate_latest(link.registry).decode()
     hb = fusion.heartbeats[0]
     assert hb.sensor == "ais-test" and hb.status == "ok"
+    assert {h.status for h in fusion.heartbeats} == {"ok"}
     assert hb.coverage == {"max_range_m": 40000.0} and tuple(hb.site) == (50.8, -1.1, 20.0)
     assert 'sensors_unacked_batches{sensor="ais-test"} 0.0' in text
     assert 'sensors_acked_batches_total{sensor="ais-test"} 1.0' in text
+
+
+def test_losing_measurements_degrades_the_heartbeat(fusion):
+    cfg = fast_config(fusion.endpoint, queue_max=1, heartbeat_s=0.05)
+    with Link(cfg) as link:
+        link.set_status("ok")
+        dropped = sum(not link.submit(meas(i)) for i in range(2000))
+        assert dropped > 0 and link.stats["queue_full"] == dropped
+        deadline = time.monotonic() + 5
+        while "degraded" not in {h.status for h in fusion.heartbeats}:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        n = len(fusion.heartbeats)
+        while len(fusion.heartbeats) < n + 2:  # no further losses: ok again
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert fusion.heartbeats[-1].status == "ok"
 
 
 def test_batcher_groups_kinds_and_velocity_presence():

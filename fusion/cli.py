@@ -12,6 +12,7 @@ import sys
 
 COMMANDS = [
     # one line per sub-command module in fusion/commands
+    "bench",
     "run",
     "keys",
     "subscribe",

@@ -192,11 +192,29 @@ def gnn_clusters(
         while e < k and label[order[e]] == label[order[s]]:
             e += 1
         n_clusters += 1
-        if e - s == 1:
-            p = order[s]
-            if pair_cost[p] < miss_cost[pair_t[p]]:
-                det_of_track[pair_t[p]] = pair_d[p]
-                track_of_det[pair_d[p]] = pair_t[p]
+        # A cluster with one track (or one detection) is solved by its best pair: every pair
+        # of it conflicts with every other. Ties go to the first pair in `order`, which
+        # is deterministic (mergesort of the labels keeps the pairs' given order).
+        one_track = True
+        one_det = True
+        for q in range(s + 1, e):
+            if pair_t[order[q]] != pair_t[order[s]]:
+                one_track = False
+            if pair_d[order[q]] != pair_d[order[s]]:
+                one_det = False
+        if one_track or one_det:
+            # Minimise (pair cost - its track's miss cost): the saving over leaving it out.
+            best = order[s]
+            for q in range(s + 1, e):
+                pq = order[q]
+                if (
+                    pair_cost[pq] - miss_cost[pair_t[pq]]
+                    < pair_cost[best] - miss_cost[pair_t[best]]
+                ):
+                    best = pq
+            if pair_cost[best] < miss_cost[pair_t[best]]:
+                det_of_track[pair_t[best]] = pair_d[best]
+                track_of_det[pair_d[best]] = pair_t[best]
             s = e
             continue
         # Local numbering in ascending global index, so the matrix does not depend on pair order.

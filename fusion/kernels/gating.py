@@ -80,6 +80,17 @@ def predict_pos_into(x, P, i, dt_s, q_h, q_v, p, Pp):
 
 
 @njit
+def pos_trace(P, i, dt_s, q_h, q_v):
+    """Trace of the position block of track row i's covariance predicted dt_s ahead (CV),
+    as `predict_pos_into` would give it, in scalars."""
+    t_pp = P[i, 0, 0] + P[i, 1, 1] + P[i, 2, 2]
+    t_pv = P[i, 0, 3] + P[i, 1, 4] + P[i, 2, 5] + P[i, 3, 0] + P[i, 4, 1] + P[i, 5, 2]
+    t_vv = P[i, 3, 3] + P[i, 4, 4] + P[i, 5, 5]
+    adt = abs(dt_s)
+    return t_pp + dt_s * t_pv + dt_s * dt_s * t_vv + (2.0 * q_h + q_v) * adt * adt * adt / 3.0
+
+
+@njit
 def _chol_d2(S, y, m, L):
     """y' S^-1 y for the leading m x m block by Cholesky; -1 when S is not positive definite."""
     for a in range(m):
@@ -502,16 +513,11 @@ def gate_pairs_pos(
         tr_max = max(tr_max, det_tr[j])
     order = np.argsort(keys, kind="mergesort")
     skeys = keys[order]
-    p = np.empty(3)
-    Pp = np.empty((3, 3))
     for i in range(nt):
         ti = rows[i]
         dt_a = max(t_lo - t_s[ti], 0.0)
         dt_b = max(t_hi - t_s[ti], 0.0)
-        predict_pos_into(x, P, ti, dt_a, q_h[i], q_v[i], p, Pp)
-        tr_pp = Pp[0, 0] + Pp[1, 1] + Pp[2, 2]
-        predict_pos_into(x, P, ti, dt_b, q_h[i], q_v[i], p, Pp)
-        tr_pp = max(tr_pp, Pp[0, 0] + Pp[1, 1] + Pp[2, 2])
+        tr_pp = max(pos_trace(P, ti, dt_a, q_h[i], q_v[i]), pos_trace(P, ti, dt_b, q_h[i], q_v[i]))
         vh = math.hypot(x[ti, 3], x[ti, 4])
         radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
         dt_mid = 0.5 * (dt_a + dt_b)

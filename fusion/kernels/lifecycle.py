@@ -23,7 +23,7 @@ import math
 import numpy as np
 
 from fusion.jit import njit
-from fusion.kernels.gating import predict_pos_into
+from fusion.kernels.gating import pos_trace
 
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
 
@@ -93,8 +93,6 @@ def deletion_mask(
     out,
 ):
     """out[k] = True when the track at rows[k] must be deleted at time t_now_s."""
-    p = np.empty(3)
-    Pp = np.empty((3, 3))
     for k in range(rows.shape[0]):
         r = rows[k]
         c = cls[r]
@@ -111,8 +109,7 @@ def deletion_mask(
         if misses[r] >= max_misses[c] or dt > max_coast_s[c]:
             dead = True
         if not dead:
-            predict_pos_into(x, P, r, dt, q_h[c], q_v[c], p, Pp)
-            if math.sqrt(max(Pp[0, 0] + Pp[1, 1] + Pp[2, 2], 0.0)) > max_pos_sigma_m[c]:
+            if math.sqrt(max(pos_trace(P, r, dt, q_h[c], q_v[c]), 0.0)) > max_pos_sigma_m[c]:
                 dead = True
         out[k] = dead
 

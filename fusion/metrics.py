@@ -32,7 +32,7 @@ SENSOR_STATE_CODES = {"alive": 0, "late": 1, "lost": 2}
 class Histogram:
     """Cumulative-bucket histogram with a bounded reservoir of recent values for percentiles."""
 
-    def __init__(self, buckets: tuple[float, ...], reservoir: int = 100_000) -> None:
+    def __init__(self, buckets: tuple[float, ...], reservoir: int = 8192) -> None:
         self.bounds = np.asarray(buckets, float)
         self.counts = np.zeros(len(buckets) + 1, np.int64)  # last bucket: +Inf
         self.sum = 0.0

@@ -93,7 +93,7 @@ def load_secret(name_or_path: str | os.PathLike[str], keys_dir: Path) -> KeyPair
 
 def resolve_public(key: str, keys_dir: Path) -> bytes:
     """`key` is a Z85 public key (40 characters) or the name of a certificate in keys_dir."""
-    if len(key) == 40 and not Path(key).suffix:
+    if len(key) == 40:  # Z85 uses '.', '/' and the like: a 40-character key is never a path
         try:
             if len(zmq.utils.z85.decode(key.encode("ascii"))) == 32:
                 return key.encode("ascii")

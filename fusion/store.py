@@ -103,6 +103,52 @@ class CueStore:
             # isolation_level=None: the INSERT is its own transaction, committed here.
             return int(cur.lastrowid)
 
+    def append_many(self, bodies: list[dict[str, Any]]) -> list[int]:
+        """Store several cue events in one transaction (one disk sync) and return their
+        sequence numbers, in order; all of them are durable when it returns, none if it raises.
+        The service uses it for the cues of one scan, so a burst costs one sync, not one each.
+        """
+        rows = []
+        for body in bodies:
+            for key in _REQUIRED:
+                if key not in body or body[key] is None:
+                    raise StoreError(f"cue body lacks {key!r}")
+            if body["state"] not in _STATES:
+                raise StoreError(f"unknown cue state {body['state']!r}")
+            stored = {k: v for k, v in body.items() if k != "seq"}
+            try:
+                text = json.dumps(stored, sort_keys=True, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise StoreError(f"cue body is not JSON-serialisable: {exc}") from exc
+            track = body.get("track")
+            rows.append(
+                (
+                    str(body["id"]),
+                    body["state"],
+                    str(body["rule"]),
+                    str(body["site"]),
+                    None if track is None else int(track),
+                    float(body["t_s"]),
+                    text,
+                )
+            )
+        seqs = []
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    cur = self._db.execute(
+                        "INSERT INTO cues (id, state, rule, site, track, t_s, body) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    seqs.append(int(cur.lastrowid))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return seqs
+
     def since(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Events with a sequence number greater than `seq`, oldest first, at most `limit`."""
         with self._lock:

@@ -212,3 +212,39 @@ def test_query_handler_pages_and_rejects_bad_requests():
 def test_cue_topics_are_prefix_filterable():
     assert cue_topic({"rule": "incursion", "site": "port-alpha"}) == "cue.incursion.port-alpha"
     assert cue_topic({"rule": "loiter", "site": "a.b c"}) == "cue.loiter.a_b_c"
+
+
+def test_snapshot_file_is_atomic_and_checked(tmp_path):
+    from fusion.service.snapshots import SnapshotFile, SnapshotWriter
+
+    f = SnapshotFile(tmp_path / "s" / "x.snapshot")
+    assert f.load() is None
+    f.write(b"one", 1.0)
+    assert f.load() == (b"one", 1.0)
+    w = SnapshotWriter(f)
+    for i in range(20):
+        w.submit(b"blob%d" % i, float(i), i)
+    assert w.flush(10)
+    done = w.completed()
+    assert done[-1] == 19 and done == sorted(done)  # in order; superseded ones skipped
+    assert len(done) + w.superseded == 20
+    w.close()
+    assert f.load() == (b"blob19", 19.0)
+    raw = bytearray(f.path.read_bytes())
+    raw[-1] ^= 0xFF
+    f.path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged"):
+        f.load()
+
+
+def test_store_append_many_is_one_transaction(tmp_path):
+    from fusion.store import CueStore, StoreError
+
+    s = CueStore(tmp_path / "c.sqlite")
+    body = {"id": "c", "state": "open", "rule": "incursion", "site": "p", "t_s": 1.0}
+    assert s.append(body) == 1
+    assert s.append_many([dict(body, id=f"c{i}") for i in range(5)]) == [2, 3, 4, 5, 6]
+    with pytest.raises(StoreError):
+        s.append_many([body, {"id": "broken"}])
+    assert s.last_seq() == 6  # nothing of the failed batch was stored
+    s.close()

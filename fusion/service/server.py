@@ -67,6 +67,7 @@ from fusion.service.liveness import Liveness
 from fusion.service.publisher import Publisher
 from fusion.service.query import QueryHandler
 from fusion.service.reorder import ReorderBuffer
+from fusion.service.snapshots import SnapshotFile, SnapshotWriter
 from fusion.store import CueStore
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,8 @@ class FusionService:
         self.ctx = context or zmq.Context()
         self._own_ctx = context is None
         self.store = CueStore(svc.store)
+        self.snapshot_file = SnapshotFile(config.snapshot_path)
+        self._snap_writer: SnapshotWriter | None = None
         self.received = SeqWindows(svc.dedup_window)
         self.processed = SeqWindows(svc.dedup_window)
         self.durable_ack: dict[str, int] = {}
@@ -160,6 +163,7 @@ class FusionService:
         self._warm_up()
         log.info("warm-up done in %.2f s", time.perf_counter() - t0)
         self._restore()
+        self._snap_writer = SnapshotWriter(self.snapshot_file)
         open_cues = self.store.open_cues()
         for body in open_cues:
             self._open_cues[str(body.get("id"))] = str(body.get("rule"))
@@ -234,6 +238,8 @@ class FusionService:
                 else:
                     self._idle_tick(now)
                 self._periodic(self.clock())
+                for acks in self._snap_writer.completed():
+                    self._snapshot_durable(acks)
         finally:
             self._shutdown()
 
@@ -253,7 +259,10 @@ class FusionService:
             self._ready.extend(self.reorder.drain())
             while self._ready:
                 self._process_ready(budget=len(self._ready))
-            self._snapshot(self.clock())
+            self._snap_writer.close()
+            for acks in self._snap_writer.completed():
+                self._snapshot_durable(acks)
+            self._snapshot(self.clock(), sync=True)
         finally:
             if self._feed is not None:
                 self._feed.close()
@@ -350,9 +359,7 @@ class FusionService:
         elapsed = time.perf_counter() - t0
         self.batch_seconds.observe_many(np.full(len(items), elapsed / len(items)))
         if cues:
-            newest_recv = max(a.recv_s for a in items)
-            for body in cues:
-                self._emit_cue(body, newest_recv)
+            self._emit_cues(cues, max(a.recv_s for a in items))
 
     def _idle_tick(self, now: float) -> None:
         tick = getattr(self.core, "tick", None)
@@ -365,30 +372,50 @@ class FusionService:
             self.core_errors += 1
             log.exception("idle scan failed")
             return
-        for body in cues:
-            self._emit_cue(body, None)
+        if cues:
+            self._emit_cues(cues, None)
 
-    def _emit_cue(self, body: dict[str, Any], newest_recv_s: float | None) -> None:
-        key = (str(body.get("id")), str(body.get("state")), float(body.get("t_s", 0.0)))
-        if key in self._replayed_cues:
-            self._replayed_cues.discard(key)
-            self.cues_suppressed += 1
+    def _emit_cues(self, cues: list[dict[str, Any]], newest_recv_s: float | None) -> None:
+        """Store one scan's cue events in one transaction, then publish them, in order."""
+        fresh = []
+        for body in cues:
+            key = (str(body.get("id")), str(body.get("state")), float(body.get("t_s", 0.0)))
+            if key in self._replayed_cues:
+                # Produced again by batches replayed after a restart: stored and published
+                # by the previous run already.
+                self._replayed_cues.discard(key)
+                self.cues_suppressed += 1
+            else:
+                fresh.append(body)
+        if not fresh:
             return
         try:
-            body["seq"] = self.store.append(body)
+            seqs = self.store.append_many(fresh)
         except Exception:
-            self.core_errors += 1
-            log.exception("cue not storable, not published: %s", str(body)[:200])
-            return
-        self.publisher.publish_cue(body)
+            seqs = None
+        if seqs is None:  # one bad body: store the others one by one, skip the bad one
+            seqs = []
+            for body in fresh:
+                try:
+                    seqs.append(self.store.append(body))
+                except Exception:
+                    self.core_errors += 1
+                    log.exception("cue not storable, not published: %s", str(body)[:200])
+                    seqs.append(None)
+        for body, seq in zip(fresh, seqs, strict=True):
+            if seq is None:
+                continue
+            body["seq"] = seq
+            self.publisher.publish_cue(body)
+            rule, state = str(body.get("rule")), str(body.get("state"))
+            self.cue_events[(rule, state)] = self.cue_events.get((rule, state), 0) + 1
+            if state == "close":
+                self._open_cues.pop(str(body.get("id")), None)
+            else:
+                self._open_cues[str(body.get("id"))] = rule
         if newest_recv_s is not None:
-            self.cue_latency.observe(self.clock() - newest_recv_s)
-        rule, state = str(body.get("rule")), str(body.get("state"))
-        self.cue_events[(rule, state)] = self.cue_events.get((rule, state), 0) + 1
-        if state == "close":
-            self._open_cues.pop(key[0], None)
-        else:
-            self._open_cues[key[0]] = rule
+            latency_s = self.clock() - newest_recv_s
+            self.cue_latency.observe_many(np.full(len(fresh), latency_s))
 
     def sensor_states(self, now_s: float) -> dict[str, dict[str, Any]]:
         return self.liveness.report(now_s)
@@ -445,6 +472,15 @@ class FusionService:
             "snapshots": self.snapshots_written,
             "restored_from": self.restored_from,
             "restore_errors": self.restore_errors,
+            "latency": {
+                "cue_n": self.cue_latency.count,
+                "cue_p50_s": _finite(self.cue_latency.quantile(0.5)),
+                "cue_p99_s": _finite(self.cue_latency.quantile(0.99)),
+                "batch_p50_s": _finite(self.batch_seconds.quantile(0.5)),
+                "batch_p99_s": _finite(self.batch_seconds.quantile(0.99)),
+                "snapshot_serialise_s": self.last_snapshot_s,
+                "snapshot_write_s": self._snap_writer.last_write_s if self._snap_writer else 0.0,
+            },
         }
 
     # -- snapshots and acks ---------------------------------------------------------------------
@@ -466,7 +502,9 @@ class FusionService:
             acks[sensor] = ack if prev is None else max(prev, ack)
         return acks
 
-    def _snapshot(self, now: float) -> None:
+    def _snapshot(self, now: float, sync: bool = False) -> None:
+        """Serialises the state here; the writer thread makes it durable (`sync`: now), and
+        the acknowledgements it covers go out when it is."""
         t0 = time.perf_counter()
         acks = self._ack_points()
         try:
@@ -480,15 +518,22 @@ class FusionService:
                 "cue_seq": self.store.last_seq(),
             }
             blob = pickle.dumps(state, protocol=5)
-            self.store.save_snapshot(blob, now)
+            if sync:
+                self.snapshot_file.write(blob, now)
         except Exception:
             self.core_errors += 1
             log.exception("snapshot failed; acks held back")
             return
+        self.last_snapshot_s = time.perf_counter() - t0
         if self._feed is not None:
             self._feed.flush()
+        if sync:
+            self._snapshot_durable(acks)
+        else:
+            self._snap_writer.submit(blob, now, acks)
+
+    def _snapshot_durable(self, acks: dict[str, int]) -> None:
         self.snapshots_written += 1
-        self.last_snapshot_s = time.perf_counter() - t0
         changed = [s for s, q in acks.items() if self.durable_ack.get(s) != q]
         self.durable_ack = acks
         for sensor in changed:
@@ -498,7 +543,12 @@ class FusionService:
         """The latest snapshot: delivery state (processed seqs, acks, counts) always, the core's
         state only when it is recent enough and readable. Without the core state the tracks
         start empty, but acknowledged batches are still not processed a second time."""
-        loaded = self.store.load_snapshot()
+        try:
+            loaded = self.snapshot_file.load()
+        except (OSError, ValueError):
+            log.exception("snapshot unreadable: starting empty")
+            self.restore_errors += 1
+            return
         if loaded is None:
             return
         blob, t_s = loaded
@@ -590,6 +640,10 @@ class FusionService:
 
     def report_drops(self, missed: int) -> None:
         self.publisher.reported_drops += missed
+
+
+def _finite(x: float) -> float | None:
+    return None if x != x else float(x)
 
 
 def run_in_thread(service: FusionService) -> threading.Thread:

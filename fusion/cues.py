@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -96,6 +97,7 @@ def cue_id(rule: str, site_id: str, subject: Any, opened_t_s: float) -> str:
     return "cue-" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
+@lru_cache(maxsize=256)
 def severity_of(priority: int, rule: str) -> str:
     """Site priority (1..5) raised or lowered by the rule's weight, as a name."""
     score = min(max(priority + SEVERITY_BONUS[rule], 1), len(SEVERITY_NAMES))
@@ -389,7 +391,7 @@ def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext
     idents = [s.decode("ascii", "replace") for s in ident_raw.tolist()]
     metrics = []
     for name, arr in F.metrics.items():
-        vals = arr[ks]
+        vals = arr(ks) if callable(arr) else arr[ks]
         if vals.dtype == bool:
             metrics.append((name, vals.tolist(), None))
         else:

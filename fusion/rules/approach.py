@@ -56,11 +56,18 @@ class Approach:
         k, i, ak, t, sigma, slack = k[hold], i[hold], ak[hold], t[hold], sigma[hold], slack[hold]
         bk = b[k]
         enter = p.d_cpa_m[k] <= bk + slack
-        # ETA: entry into the buffer where the path reaches it, else the CPA time
-        eta = t.copy()
-        reach = p.d_cpa_m[k] <= bk
-        if reach.any():
-            eta[reach] = self.sites.entry_times(p, k[reach], ctx.xy, ctx.v, bk[reach], t[reach])
+        # ETA: entry into the buffer where the path reaches it, else the CPA time. Only the
+        # cues that emit a body need it, so it is computed for those (see Findings.metrics).
+        sites, xy, v, d_cpa = self.sites, ctx.xy, ctx.v, p.d_cpa_m[k]
+
+        def eta_of(sel: np.ndarray) -> np.ndarray:
+            eta = t[sel].copy()
+            reach = d_cpa[sel] <= bk[sel]
+            if reach.any():
+                kk = k[sel][reach]
+                eta[reach] = sites.entry_times(p, kk, xy, v, bk[sel][reach], t[sel][reach])
+            return eta
+
         miss_sigma = np.where(sigma > 0, (p.d_cpa_m[k] - bk) / np.maximum(sigma, 1e-9), -np.inf)
         # confidence: certain when the path enters the buffer, lower for a graze within sigma
         conf = np.clip(1.0 - 0.25 * np.maximum(miss_sigma, 0.0), 0.3, 1.0)
@@ -73,7 +80,7 @@ class Approach:
             metrics={
                 "distance_m": p.d_now_m[k],
                 "closest_m": p.d_cpa_m[k],
-                "eta_s": eta,
+                "eta_s": eta_of,
                 "t_cpa_s": t,
                 "sigma_cross_m": sigma,
             },

@@ -82,7 +82,9 @@ class Findings:
     subject: list[Any]  # (k,) hashable: track id (int) or a string key
     enter: np.ndarray  # (k,) bool: the opening condition holds too
     i: np.ndarray | None = None  # (k,) int64 context rows (track rules)
-    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    # per-finding numbers; a callable (selected findings -> values) is computed only for the
+    # findings whose cue emits a body this scan
+    metrics: dict[str, Any] = field(default_factory=dict)
     conf: np.ndarray | None = None  # (k,) rule's own confidence factor in [0, 1]
     info: list[dict[str, Any]] | None = None  # (k,) event and sensor rules
 

@@ -24,7 +24,10 @@ batch_wait_s = 0.05
 ```
 
 ASTERIX adapters add `[adapter.radars]` entries ``"SAC/SIC" = [lat, lon, alt_m]`` (else
-`site` serves every radar) and may set `date = "YYYY-MM-DD"` for raw files.
+`site` serves every radar) and may set `date = "YYYY-MM-DD"` for raw files. An optional
+`[adapter.options]` table passes keyword arguments to the decoder: `sigma_range_m`,
+`sigma_az_deg`, `engine` (ASTERIX), `utc_offset_s` (SBS: dump1090 writes local time),
+`plausibility` (AIS, SBS), `kinds` (acoustic event types).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class AdapterConfig:
     radars: dict[tuple[int, int], tuple[float, float, float]] = field(default_factory=dict)
     date: str | None = None
     link: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # decoder keyword arguments
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,13 @@ def load_node_config(path: str | Path) -> NodeConfig:
                 radars=radars,
                 date=a.get("date"),
                 link=link,
+                options=dict(a.get("options", {})),
             )
         )
+        try:
+            make_decoder(adapters[-1])
+        except TypeError as e:
+            raise ConfigError(f"{where}: [adapter.options]: {e}") from e
     if not adapters:
         raise ConfigError(f"{p}: no [[adapter]] listed")
     return NodeConfig(
@@ -187,27 +196,27 @@ def make_decoder(a: AdapterConfig) -> tuple[Callable[[bytes, float], list[Measur
     if a.kind == "ais":
         from sensors.ais import AisDecoder
 
-        d = AisDecoder()
+        d = AisDecoder(**a.options)
         return d.feed, d.stats
     if a.kind == "sbs":
         from sensors.adsb import SbsDecoder
 
-        d = SbsDecoder()
+        d = SbsDecoder(**a.options)
         return d.feed, d.stats
     if a.kind == "asterix":
         from sensors.asterix import AsterixDecoder
 
-        d = AsterixDecoder(sites=a.radars, default_site=a.site, date=a.date)
+        d = AsterixDecoder(sites=a.radars, default_site=a.site, date=a.date, **a.options)
         return d.feed, d.stats
     if a.kind == "acoustic":
         from sensors.acoustic import AcousticDecoder
 
-        d = AcousticDecoder()
+        d = AcousticDecoder(**a.options)
         return d.feed, d.stats
     if a.kind == "opensky":
         from sensors.adsb import AdsbDecoder
 
-        d = AdsbDecoder()
+        d = AdsbDecoder(**a.options)
         return _whole_file, d.stats
     raise ConfigError(f"{a.sensor}: unknown kind {a.kind!r}")
 

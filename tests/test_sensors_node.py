@@ -46,6 +46,12 @@ def test_bad_node_config_says_where(tmp_path):
     )
     with pytest.raises(ConfigError, match="adapter #1: kind"):
         load_node_config(p)
+    p.write_text(
+        '[node]\nname = "x"\nendpoint = "tcp://127.0.0.1:1"\n[[adapter]]\nkind = "ais"\n'
+        'sensor = "a"\nsource = "udp://0.0.0.0:1"\n[adapter.options]\nwarp = 9\n'
+    )
+    with pytest.raises(ConfigError, match="adapter #1: \\[adapter.options\\]"):
+        load_node_config(p)
     p.write_text("[node\n")
     with pytest.raises(ConfigError):
         load_node_config(p)
@@ -121,6 +127,16 @@ def _write_feed(path: Path, n_batches: int, span_s: float) -> list[Detections]:
         for d in dets:
             w.write(protocol.encode(d), float(d.t.max()))
     return dets
+
+
+def test_replay_command_fast_to_loopback(tmp_path, fusion):
+    path = tmp_path / "x.feed"
+    _write_feed(path, 12, 2.0)
+    argv = ["replay", str(path), "--endpoint", fusion.endpoint, "--plaintext", "--fast"]
+    assert sensors_main(argv) == 0
+    assert sum(len(b) for b in fusion.received()) == 120
+    # CURVE is the default: without keys and off loopback, a clear refusal
+    assert sensors_main(["replay", str(path), "--endpoint", "tcp://10.9.9.9:1"]) == 2
 
 
 def test_replay_paces_by_speed(tmp_path):

@@ -299,6 +299,7 @@ class CueBook:
             evidence["last_seen_t_s"] = cue.last_seen_t_s
             who = evidence.pop("who", None) or _who_from(body)
             body.update(
+                seq=None,
                 state="close",
                 t_s=float(ctx.now_s),
                 evidence=evidence,
@@ -339,7 +340,7 @@ def _body(cue, state, site, t_s, pos, vel, sigma, conf, evidence, text) -> dict[
 
 
 def _who_from(body: dict[str, Any]) -> str:
-    """The track's description for a close, from the text of its latest body."""
+    """The track's description for a close: the one recorded in its latest body."""
     ev = body.get("evidence") or {}
     if "track" in ev:
         return str(ev.get("who_text") or f"Track {ev['track']}")

@@ -82,3 +82,21 @@ def test_real_crossing_under_noise_opens_exactly_one(seed):
     cues = of(run(engine(), script, t1=700.0), "line_crossing")
     assert sum(b["state"] == "open" for _, b in cues) == 1
     assert not any(b["state"] == "close" for _, b in cues)
+
+
+def test_demo_theatre_crossing_westward_is_toward_the_protected_side():
+    from pathlib import Path
+
+    from fusion.rules.engine import RuleEngine
+    from fusion.sites import load_sites
+
+    demo = Path(__file__).resolve().parent.parent / "configs" / "sites" / "demo.geojson"
+    eng = RuleEngine(load_sites(demo))
+    # loc-east runs near x = 21.3 km at y = 20 km; west is protected
+    west = of(run(eng, lambda t: [{"id": 1, "xy": (26000.0 - 20 * t, 20000.0),
+                                   "v": (-20.0, 0.0)}], t1=400.0), "line_crossing")  # fmt: skip
+    assert [b["site"] for _, b in west if b["state"] == "open"] == ["loc-east"]
+    eng = RuleEngine(load_sites(demo))
+    east = of(run(eng, lambda t: [{"id": 2, "xy": (16000.0 + 20 * t, 20000.0),
+                                   "v": (20.0, 0.0)}], t1=400.0), "line_crossing")  # fmt: skip
+    assert east == []

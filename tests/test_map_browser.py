@@ -395,3 +395,18 @@ def test_map_fed_live_from_the_service(tmp_path):
         adapter.close()
         svc.request_stop()
         svc_thread.join(15)
+
+
+def test_slow_page_gets_a_reset_not_a_drift():
+    st = MapState(SITES, queue_len=3)
+    q = st.subscribe()
+    for k in range(6):
+        st.apply("cue", cue("open", T0 + k, cid=f"c{k}"))
+    items = []
+    while not q.empty():
+        items.append(q.get_nowait())
+    assert ("reset", {"version": 4}) in items  # the page reloads the snapshot
+    assert len(items) <= 3
+    st.unsubscribe(q)
+    st.apply("cue", cue("open", T0 + 9, cid="c9"))
+    assert q.empty()

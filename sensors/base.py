@@ -397,7 +397,6 @@ class Link:
         status = self.status
         if status == "ok" and losses > self._losses_at_hb:
             status = "degraded"
-        self._losses_at_hb = losses
         hb = Heartbeat(
             sensor=self.config.sensor,
             t_s=float(now),
@@ -408,8 +407,10 @@ class Link:
         try:
             self._sock.send(self._protocol.encode(hb), zmq.NOBLOCK)
             self.stats["heartbeats"] += 1
+            self._losses_at_hb = losses  # reported: the next heartbeat starts afresh
         except zmq.Again:
-            pass
+            # not connected (yet): try again shortly rather than a whole period later
+            self._last_hb = now - self.config.heartbeat_s + min(0.1, self.config.heartbeat_s)
 
     def _read_replies(self) -> None:
         while True:

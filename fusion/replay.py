@@ -42,6 +42,8 @@ from fusion.messages import (
 )
 
 CONFIRMED_CODES = (2, 3)  # confirmed, coasting
+ANCHOR_IDENT = b"anchor:stripped"
+ANCHOR_ALT_M = 500_000.0
 
 
 @dataclass
@@ -91,7 +93,13 @@ class Replayer:
     site file's, else the first position report's). `tracker`/`rules`: config overrides as in
     fusion.toml. `track_dt_s`: sampling interval of the recorded tracks (0: none).
     `strip_ident`: remove cooperative identities before tracking and keep them for scoring.
-    `lag_s`: the reorder window (measurement time behind the newest receipt time)."""
+    `lag_s`: the reorder window (measurement time behind the newest receipt time).
+
+    Stripping keeps a cooperative batch cooperative for the tracker's bookkeeping: the tracker
+    counts misses only for sensors whose silence means something, and it knows a reporter
+    (AIS, ADS-B) by the identities its batch carries. A stripped batch therefore gets one
+    extra report, with an identity, 500 km straight above the origin (`ANCHOR_ALT_M`), far
+    from any target; its track is left out of every output."""
 
     def __init__(
         self,
@@ -226,13 +234,39 @@ class Replayer:
             res.events += len(msg)
         elif self.strip_ident and msg.ident is not None:
             idents = np.asarray(msg.ident)
-            msg = dataclasses.replace(msg, ident=None)
+            msg = self._stripped(msg, cooperative=bool((idents != b"").any()))
         cues = self.core.process([msg], self.liveness.report(self._now), self._now)
         res.cues.extend(_plain(c) for c in cues)
         pic = self.core.picture()
-        self._confirmed_ids.update(int(i) for i in pic.id)
+        self._confirmed_ids.update(
+            int(i) for i, d in zip(pic.id, pic.ident, strict=False) if d != ANCHOR_IDENT
+        )
         if idents is not None:
-            self._ident_rows.append((np.asarray(msg.t), idents, self._det_tracks(msg)))
+            n = len(idents)
+            self._ident_rows.append((np.asarray(msg.t[:n]), idents, self._det_tracks(msg)[:n]))
+
+    def _stripped(self, msg: Detections, cooperative: bool) -> Detections:
+        """The batch without identities, plus the anchor report when it was cooperative."""
+        if not cooperative or msg.kind != KIND_POS:
+            return dataclasses.replace(msg, ident=None)
+        o = self.result.origin
+        n = len(msg)
+        ident = np.zeros(n + 1, dtype="S24")
+        ident[n] = ANCHOR_IDENT
+
+        def cat(a: np.ndarray | None, extra: np.ndarray) -> np.ndarray | None:
+            return None if a is None else np.concatenate([a, extra[None]])
+
+        return dataclasses.replace(
+            msg,
+            t=np.concatenate([msg.t, [float(np.max(msg.t))]]),
+            z=np.concatenate([msg.z, [[o[0], o[1], ANCHOR_ALT_M]]]),
+            R=np.concatenate([msg.R, np.eye(3)[None] * 100.0]),
+            vel=cat(msg.vel, np.zeros(3)),
+            vel_R=cat(msg.vel_R, np.eye(3)),
+            ident=ident,
+            cls=cat(msg.cls, np.zeros((), np.uint8)),
+        )
 
     def _sample_until(self, t: float, final: bool = False) -> None:
         if self.track_dt_s <= 0 or not math.isfinite(self._next_sample):
@@ -240,8 +274,9 @@ class Replayer:
         while self._next_sample <= t or (final and self._next_sample <= t + self.track_dt_s):
             if final and self._next_sample > self._now + 1e-6:
                 break
-            pic = self.core.picture()
-            self._samples.append(picture_states(pic, self._next_sample))
+            st = picture_states(self.core.picture(), self._next_sample)
+            keep = st["ident"] != ANCHOR_IDENT
+            self._samples.append({k: v[keep] for k, v in st.items()})
             self._next_sample += self.track_dt_s
 
     def _det_tracks(self, batch: Detections) -> np.ndarray:

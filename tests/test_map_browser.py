@@ -35,6 +35,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # containers (CI) often give /dev/shm only 64 MB, too little for chromium's renderer
+    "--disable-dev-shm-usage",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 T0 = 1_790_000_000.0

@@ -26,6 +26,8 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # containers (CI) often give /dev/shm only 64 MB, too little for chromium's renderer
+    "--disable-dev-shm-usage",
 ]
 
 

@@ -95,11 +95,15 @@ def test_sigkill_mid_stream_then_restart_processes_every_detection_once(tmp_path
         adapters={"adapter": ["radar"]},
         ports=tuple(ports),
         service={"reorder_lag_s": 0.05, "snapshot_interval_s": 0.5, "track_publish_hz": 5.0},
+        # The tracker run has the demo sites: targets near Port Alpha make cues.
+        extra=f'[theatre]\nsites = "{ROOT / "configs/sites/demo.geojson"}"\n'
+        if core == "tracker"
+        else "",
     )
     keys = config.security.keys_dir
     log = tmp_path / "service.log"
     client = FusionClient.from_config(config, key="subscriber", timeout_s=2.0)
-    batches = straight_targets(N_TARGETS, N_SCANS, t0_s=time.time() - 900.0)
+    batches = straight_targets(N_TARGETS, N_SCANS, t0_s=time.time() - 900.0, spread_m=4000.0)
     expected = _reference(batches) if core == "tracker" else None
 
     proc = _start(path, log, core)
@@ -156,6 +160,9 @@ def test_sigkill_mid_stream_then_restart_processes_every_detection_once(tmp_path
             assert status.counters["cues_suppressed"] >= 0
         else:
             _check_tracks(client.tracks(), expected, ids_before)
+            assert stored_cues, "the scenario should raise cues"
+            opens = [b["id"] for b in stored_cues if b["state"] == "open"]
+            assert len(opens) == len(set(opens)), "a cue opened twice"
 
         # Every cue the subscriber saw is in the store.
         received = []

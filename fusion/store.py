@@ -75,31 +75,9 @@ class CueStore:
         `body["seq"]` is ignored on input: the store assigns it, and the returned body from
         `since`/`query` carries it.
         """
-        for key in _REQUIRED:
-            if key not in body or body[key] is None:
-                raise StoreError(f"cue body lacks {key!r}")
-        if body["state"] not in _STATES:
-            raise StoreError(f"unknown cue state {body['state']!r}")
-        stored = {k: v for k, v in body.items() if k != "seq"}
-        try:
-            text = json.dumps(stored, sort_keys=True, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"cue body is not JSON-serialisable: {exc}") from exc
-        track = body.get("track")
+        row = _row(body)
         with self._lock:
-            cur = self._db.execute(
-                "INSERT INTO cues (id, state, rule, site, track, t_s, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    str(body["id"]),
-                    body["state"],
-                    str(body["rule"]),
-                    str(body["site"]),
-                    None if track is None else int(track),
-                    float(body["t_s"]),
-                    text,
-                ),
-            )
+            cur = self._db.execute(_INSERT, row)
             # isolation_level=None: the INSERT is its own transaction, committed here.
             return int(cur.lastrowid)
 
@@ -108,41 +86,13 @@ class CueStore:
         sequence numbers, in order; all of them are durable when it returns, none if it raises.
         The service uses it for the cues of one scan, so a burst costs one sync, not one each.
         """
-        rows = []
-        for body in bodies:
-            for key in _REQUIRED:
-                if key not in body or body[key] is None:
-                    raise StoreError(f"cue body lacks {key!r}")
-            if body["state"] not in _STATES:
-                raise StoreError(f"unknown cue state {body['state']!r}")
-            stored = {k: v for k, v in body.items() if k != "seq"}
-            try:
-                text = json.dumps(stored, sort_keys=True, allow_nan=False)
-            except (TypeError, ValueError) as exc:
-                raise StoreError(f"cue body is not JSON-serialisable: {exc}") from exc
-            track = body.get("track")
-            rows.append(
-                (
-                    str(body["id"]),
-                    body["state"],
-                    str(body["rule"]),
-                    str(body["site"]),
-                    None if track is None else int(track),
-                    float(body["t_s"]),
-                    text,
-                )
-            )
+        rows = [_row(body) for body in bodies]
         seqs = []
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 for row in rows:
-                    cur = self._db.execute(
-                        "INSERT INTO cues (id, state, rule, site, track, t_s, body) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        row,
-                    )
-                    seqs.append(int(cur.lastrowid))
+                    seqs.append(int(self._db.execute(_INSERT, row).lastrowid))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -235,6 +185,33 @@ class CueStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_INSERT = "INSERT INTO cues (id, state, rule, site, track, t_s, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def _row(body: dict[str, Any]) -> tuple:
+    """The table row of a cue body, after checking what the store relies on."""
+    for key in _REQUIRED:
+        if key not in body or body[key] is None:
+            raise StoreError(f"cue body lacks {key!r}")
+    if body["state"] not in _STATES:
+        raise StoreError(f"unknown cue state {body['state']!r}")
+    stored = {k: v for k, v in body.items() if k != "seq"}
+    try:
+        text = json.dumps(stored, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cue body is not JSON-serialisable: {exc}") from exc
+    track = body.get("track")
+    return (
+        str(body["id"]),
+        body["state"],
+        str(body["rule"]),
+        str(body["site"]),
+        None if track is None else int(track),
+        float(body["t_s"]),
+        text,
+    )
 
 
 def _body(seq: int, text: str) -> dict[str, Any]:

@@ -84,6 +84,18 @@ def test_bad_bodies_are_refused(tmp_path):
     assert store.since(0) == []
 
 
+def test_append_many_is_one_atomic_transaction(tmp_path):
+    store = CueStore(tmp_path / "c.sqlite")
+    assert store.append(_cue(0)) == 1
+    assert store.append_many([_cue(1), _cue(2, "update"), _cue(3)]) == [2, 3, 4]
+    assert [b["t_s"] for b in store.since(1)] == [1001.0, 1002.0, 1003.0]
+    with pytest.raises(StoreError, match="unknown cue state"):
+        store.append_many([_cue(4), _cue(5, state="maybe")])
+    assert store.last_seq() == 4  # nothing of the failed batch was stored
+    assert store.append_many([]) == []
+    assert store.append(_cue(6)) == 5
+
+
 def test_snapshot_roundtrip(tmp_path):
     store = CueStore(tmp_path / "c.sqlite")
     assert store.load_snapshot() is None

@@ -175,3 +175,53 @@ def test_metrics_read_live_state(running):
         'fusion_tracks{state="confirmed"} 0.0',
     ):
         assert line in text, line
+
+
+def test_fusion_subscribe_command_prints_json_lines(tmp_path, capsys):
+    import json
+    import socket
+
+    from fusion.cli import main
+
+    socks = [socket.socket() for _ in range(3)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = tuple(s.getsockname()[1] for s in socks)
+    for s in socks:
+        s.close()
+    config, path = write_config(tmp_path, ports=ports)
+    svc = FusionService(config, core=CountingCore(cue_every=2))
+    svc.start()
+    thread = run_in_thread(svc)
+    adapter = RawAdapter.for_config(config, config.service.ingest, "adapter")
+    try:
+        now = time.time()
+        for seq in range(1, 7):
+            adapter.send_msg(make_batch("s1", seq, t_s=now))
+        assert adapter.wait_ack("s1", 6)
+        code = main(
+            [
+                "subscribe",
+                "--config",
+                str(path),
+                "--json",
+                "--topic",
+                "cue",
+                "--count",
+                "3",
+                "--duration",
+                "10",
+            ]
+        )
+        assert code == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert [x["body"]["seq"] for x in lines] == [1, 2, 3]
+        assert all(x["type"] == "cue" and x["history"] for x in lines)
+        assert lines[0]["topic"] == "cue.incursion.port-alpha"
+        # The default live table renders the same stream.
+        assert main(["subscribe", "--config", str(path), "--count", "2", "--duration", "10"]) == 0
+        assert "port-alpha" in capsys.readouterr().out
+    finally:
+        adapter.close()
+        svc.request_stop()
+        thread.join(10)

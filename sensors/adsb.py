@@ -163,6 +163,11 @@ class SbsDecoder(AdsbDecoder):
                 if vel is None:
                     self.stats["other_types"] += 1
                 else:
+                    if len(self._vel) >= 50_000 and icao not in self._vel:
+                        # bounded memory: forget velocities too old to be attached anyway
+                        self._vel = {
+                            k: v for k, v in self._vel.items() if t_s - v[0] <= VEL_MAX_AGE_S
+                        }
                     self._vel[icao] = (t_s, vel, var)
                     self.stats["velocities"] += 1
                 return []

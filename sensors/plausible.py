@@ -26,8 +26,14 @@ class JumpFilter:
     """Rejects reports implying more than `max_speed_mps` (plus `slack_m` for position noise)."""
 
     def __init__(
-        self, max_speed_mps: float, *, slack_m: float = 500.0, reset_after: int = 3
+        self,
+        max_speed_mps: float,
+        *,
+        slack_m: float = 500.0,
+        reset_after: int = 3,
+        max_idents: int = 100_000,
     ) -> None:
+        self.max_idents = int(max_idents)
         self.max_speed_mps = float(max_speed_mps)
         self.slack_m = float(slack_m)
         self.reset_after = int(reset_after)
@@ -37,6 +43,8 @@ class JumpFilter:
     def accept(self, ident: bytes, t_s: float, lat_deg: float, lon_deg: float) -> bool:
         prev = self._last.get(ident)
         if prev is None:
+            if len(self._last) >= self.max_idents:
+                self._forget_oldest()
             self._last[ident] = (t_s, lat_deg, lon_deg, 0, None)
             return True
         t0, lat0, lon0, rejects, last_bad = prev
@@ -55,3 +63,10 @@ class JumpFilter:
             return True
         self._last[ident] = (t0, lat0, lon0, rejects, (t_s, lat_deg, lon_deg))
         return False
+
+    def _forget_oldest(self) -> None:
+        # A long-running adapter meets ever new identities: keep memory bounded by dropping
+        # the half heard from longest ago (a forgotten identity just starts afresh).
+        by_age = sorted(self._last.items(), key=lambda kv: kv[1][0])
+        for ident, _ in by_age[: len(by_age) // 2 + 1]:
+            del self._last[ident]

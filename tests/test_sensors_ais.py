@@ -169,3 +169,19 @@ def test_tag_block_time_is_used():
     line = b"\\" + tag + b"*%02X\\" % x + body
     (m,) = dec.feed(line, 5.0)
     assert m.t_s == 1671533231.0
+
+
+def test_jump_filter_memory_is_bounded_and_recovers_from_a_bad_first_report():
+    from sensors.plausible import JumpFilter
+
+    f = JumpFilter(60.0, max_idents=100)
+    for i in range(1000):
+        assert f.accept(b"mmsi:%d" % i, float(i), 50.0, -1.0)
+    assert len(f._last) <= 100
+    # a bad first report: the next three consistent ones win
+    g = JumpFilter(60.0)
+    assert g.accept(b"x", 0.0, 50.0, 54.8)
+    assert not g.accept(b"x", 10.0, 50.0, -1.0)
+    assert not g.accept(b"x", 20.0, 50.0, -1.0)
+    assert g.accept(b"x", 30.0, 50.0, -1.0)
+    assert g.accept(b"x", 40.0, 50.0, -1.0)

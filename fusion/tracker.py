@@ -293,58 +293,35 @@ class Tracker:
                 taken_slot[slots_id] = True
                 usable[dets_id] = False  # assigned: out of gating and initiation
 
-        # 4. Gate and assign the rest.
-        gate_rows = in_cov[~taken_slot[in_cov]]
-        gate_dets = np.flatnonzero(usable)
-        if gate_rows.shape[0] and gate_dets.shape[0]:
-            c_tr = tab.cls[gate_rows]
-            key = "gate2_pos" if meas != MEAS_BEARING else ("gate2_1d" if m == 1 else "gate2_2d")
-            pt, pd, d2 = gate(
-                meas if meas != MEAS_POS_VEL else MEAS_POS,
+        # 4. Gate and assign the rest: confirmed (and coasting) tracks first, then tentative
+        # tracks with the detections left over, so a young track's wide gate never takes a
+        # detection from an established one (as Stone Soup's initiator holds its tentative
+        # tracks apart).
+        rest = in_cov[~taken_slot[in_cov]]
+        firm = (tab.status[rest] == CONFIRMED) | (tab.status[rest] == COASTING)
+        for gate_rows in (rest[firm], rest[~firm]):
+            gate_dets = np.flatnonzero(usable)
+            if gate_rows.shape[0] == 0 or gate_dets.shape[0] == 0:
+                continue
+            pairs, clusters, trk, dets = self._associate(
                 gate_rows,
-                tab.x,
-                tab.P,
-                tab.t_s,
-                p["q_h_m2s3"][c_tr],
-                p["q_v_m2s3"][c_tr],
-                p[key][c_tr],
-                np.ascontiguousarray(z_meas[gate_dets, : (3 if meas == MEAS_POS_VEL else m)]),
-                np.ascontiguousarray(
-                    R_meas[gate_dets][:, :m, :m]
-                    if meas != MEAS_POS_VEL
-                    else R_meas[gate_dets][:, :3, :3]
-                ),
-                t[gate_dets],
-                np.ascontiguousarray(pos[gate_dets]),
-                det_tr[gate_dets],
+                gate_dets,
+                meas,
+                m,
+                z_meas,
+                R_meas,
+                t,
+                pos,
+                det_tr,
                 M,
                 c,
-                ident_words(tab.ident),
-                ident_words(dident[gate_dets])
-                if cooperative
-                else np.zeros((gate_dets.shape[0], 3), np.uint64),
-                float(p["grid_cell_m"][int(np.bincount(c_tr).argmax())]),
-                alt=self._imm_gate_states(gate_rows, float(t.min())),
+                dident if cooperative else None,
             )
-            res.pairs = int(pt.shape[0])
-            det_of_track = np.empty(gate_rows.shape[0], np.int64)
-            track_of_det = np.empty(gate_dets.shape[0], np.int64)
-            res.clusters = int(
-                gnn_clusters(
-                    gate_rows.shape[0],
-                    gate_dets.shape[0],
-                    pt,
-                    pd,
-                    d2,
-                    p[key][c_tr],
-                    det_of_track,
-                    track_of_det,
-                )
-            )
-            ok = det_of_track >= 0
-            det_of_slot_rows.append(gate_rows[ok])
-            det_of_slot_dets.append(gate_dets[det_of_track[ok]])
-            usable[gate_dets[det_of_track[ok]]] = False
+            res.pairs += pairs
+            res.clusters += clusters
+            det_of_slot_rows.append(trk)
+            det_of_slot_dets.append(dets)
+            usable[dets] = False
 
         # 5. Update, in slot order.
         if det_of_slot_rows:
@@ -454,6 +431,53 @@ class Tracker:
         res.deleted = int(gone.shape[0])
         tab.free(gone)
         return res
+
+    def _associate(self, gate_rows, gate_dets, meas, m, z, R, t, pos, det_tr, M, c, dident):
+        """Gate `gate_rows` against `gate_dets` and solve GNN per cluster.
+
+        Returns (pairs gated, clusters, assigned table rows, their detection indices).
+        """
+        tab, p = self.table, self._p
+        c_tr = tab.cls[gate_rows]
+        key = "gate2_pos" if meas != MEAS_BEARING else ("gate2_1d" if m == 1 else "gate2_2d")
+        w = 3 if meas == MEAS_POS_VEL else m  # gate on position only when velocity came too
+        pt, pd, d2 = gate(
+            meas if meas != MEAS_POS_VEL else MEAS_POS,
+            gate_rows,
+            tab.x,
+            tab.P,
+            tab.t_s,
+            p["q_h_m2s3"][c_tr],
+            p["q_v_m2s3"][c_tr],
+            p[key][c_tr],
+            np.ascontiguousarray(z[gate_dets, :w]),
+            np.ascontiguousarray(R[gate_dets][:, :w, :w]),
+            t[gate_dets],
+            np.ascontiguousarray(pos[gate_dets]),
+            det_tr[gate_dets],
+            M,
+            c,
+            ident_words(tab.ident),
+            ident_words(dident[gate_dets])
+            if dident is not None
+            else np.zeros((gate_dets.shape[0], 3), np.uint64),
+            float(p["grid_cell_m"][int(np.bincount(c_tr).argmax())]),
+            alt=self._imm_gate_states(gate_rows, float(t.min())),
+        )
+        det_of_track = np.empty(gate_rows.shape[0], np.int64)
+        track_of_det = np.empty(gate_dets.shape[0], np.int64)
+        clusters = gnn_clusters(
+            gate_rows.shape[0],
+            gate_dets.shape[0],
+            pt,
+            pd,
+            d2,
+            p[key][c_tr],
+            det_of_track,
+            track_of_det,
+        )
+        ok = det_of_track >= 0
+        return int(pt.shape[0]), int(clusters), gate_rows[ok], gate_dets[det_of_track[ok]]
 
     # -- filtering --------------------------------------------------------------------------
     def _update(self, rows, cols, t, z, R, meas, M, c) -> None:

@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_ms": round(float(np.median(ms)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "cpu_median_ms": round(1e3 * float(np.median(cpu)), 2),
+        "cpu_p95_ms": round(1e3 * float(np.percentile(cpu, 95)), 2),
         "geometry_ms": round(float(ph[0]), 2),  # predict to now + grid/exact area pairs
         "rules_ms": round(float(ph[1]), 2),  # the seven rules' findings
         "lifecycle_and_bodies_ms": round(float(ph[2]), 2),  # cue lifecycle + bodies emitted

@@ -70,22 +70,32 @@ CLOSE_AFTER_S = {
 
 @dataclass(frozen=True)
 class CueConfig:
-    """Lifecycle settings. `close_after_s` overrides the per-rule defaults above."""
+    """Lifecycle settings. `close_after_s` overrides the per-rule defaults above.
+
+    `max_updates_per_scan` bounds the track cue updates one scan emits (0: no bound): when
+    more are due, those waiting longest go first and the rest follow on the next scans, so a
+    burst of cues opened together does not make every fifth scan slow. Opens and closes are
+    never deferred."""
 
     update_interval_s: float = 5.0
     close_after_s: Mapping[str, float] = field(default_factory=dict)
+    max_updates_per_scan: int = 200
 
     @staticmethod
     def from_dict(d: Mapping[str, Any] | None) -> CueConfig:
         d = dict(d or {})
-        unknown = set(d) - {"update_interval_s", "close_after_s"}
+        unknown = set(d) - {"update_interval_s", "close_after_s", "max_updates_per_scan"}
         if unknown:
             raise ValueError(f"unknown cue settings: {', '.join(sorted(unknown))}")
         close = dict(d.get("close_after_s") or {})
         bad = set(close) - set(RULES)
         if bad:
             raise ValueError(f"close_after_s for unknown rules: {', '.join(sorted(bad))}")
-        return CueConfig(float(d.get("update_interval_s", 5.0)), close)
+        return CueConfig(
+            float(d.get("update_interval_s", 5.0)),
+            close,
+            int(d.get("max_updates_per_scan", 200)),
+        )
 
     def close_after(self, rule: str) -> float:
         return float(self.close_after_s.get(rule, CLOSE_AFTER_S[rule]))
@@ -157,13 +167,18 @@ class CueBook:
         now = ctx.now_s
         emit: list[tuple[str, _Cue]] = []
         batches: list[tuple[Findings, np.ndarray, list[str], list[_Cue]]] = []
+        pending = []
         for F in findings:
             if F.info is None:
-                batch = self._step_tracks(F, ctx)
-                if batch is not None:
-                    batches.append(batch)
+                if len(F):
+                    pending.append(self._match_tracks(F, ctx))
             else:
                 self._step_others(F, ctx, emit)
+        self._budget_updates(pending)
+        for match in pending:
+            batch = self._commit_tracks(match, ctx)
+            if batch is not None:
+                batches.append(batch)
         for rule, index in self._index.items():
             if not len(index):
                 continue
@@ -194,21 +209,50 @@ class CueBook:
         bodies.sort(key=lambda ob: ob[0])
         return [b for _, b in bodies]
 
-    def _step_tracks(self, F: Findings, ctx: ScanContext):
-        """Vectorised lifecycle of one track rule's findings: which open, which update."""
+    def _match_tracks(self, F: Findings, ctx: ScanContext):
+        """One track rule's findings against its open cues (array operations): which are
+        new, which are due an update. Marks the open ones as seen this scan."""
         index = self._index[F.rule]
         now = ctx.now_s
-        if len(F) == 0:
-            return None
         tracks = ctx.ids[F.i]
         codes = PairMemory.code(tracks, F.site)
         found, slot = index.lookup(codes)
         new = ~found & F.enter
         seen = slot[found]
         due = np.zeros(len(codes), bool)
-        due[found] = now - index.cols["last_emit"][seen] >= self.config.update_interval_s
+        last_emit = np.zeros(len(codes))
+        last_emit[found] = index.cols["last_emit"][seen]
+        due[found] = now - last_emit[found] >= self.config.update_interval_s
         index.cols["last_seen"][seen] = now
         index.cols["scan"][seen] = self._scan
+        return [F, tracks, codes, slot, new, due, last_emit]
+
+    def _budget_updates(self, pending) -> None:
+        """Keep at most max_updates_per_scan due updates: the longest waiting first (ties by
+        rule, then code: deterministic)."""
+        cap = self.config.max_updates_per_scan
+        if cap <= 0:
+            return
+        total = sum(int(m[5].sum()) for m in pending)
+        if total <= cap:
+            return
+        waited = np.concatenate([m[6][m[5]] for m in pending])
+        rule_no = np.concatenate([np.full(int(m[5].sum()), n) for n, m in enumerate(pending)])
+        codes = np.concatenate([m[2][m[5]] for m in pending])
+        order = np.lexsort((codes, rule_no, waited))
+        keep = np.zeros(total, bool)
+        keep[order[:cap]] = True
+        start = 0
+        for m in pending:
+            k = np.flatnonzero(m[5])
+            m[5][k[~keep[start : start + len(k)]]] = False
+            start += len(k)
+
+    def _commit_tracks(self, match, ctx: ScanContext):
+        """Opens the new cues, stamps the updates, returns what to build bodies for."""
+        F, tracks, codes, slot, new, due, _ = match
+        index = self._index[F.rule]
+        now = ctx.now_s
         index.cols["last_emit"][slot[due]] = now
         ks = np.flatnonzero(new | due)
         if len(ks) == 0:

@@ -153,6 +153,29 @@ def test_updates_are_rate_limited_and_configurable():
         CueConfig.from_dict({"close_after_s": {"teleport": 1.0}})
 
 
+def test_update_budget_spreads_a_burst():
+    # 40 tracks parked inside the disc open 40 cues at once; 10 updates a scan at most
+    def parked(t):
+        return [{"id": k, "xy": (10.0 * k, 0.0), "v": (0.0, 0.0)} for k in range(40)]
+
+    eng = engine({"disc": {"loiter": False}},
+                 config={"max_updates_per_scan": 10, "update_interval_s": 5.0})  # fmt: skip
+    cues = of(run(eng, parked, t1=40.0), "incursion")
+    per_scan: dict[float, int] = {}
+    for t, b in cues:
+        if b["state"] == "update":
+            per_scan[t] = per_scan.get(t, 0) + 1
+    assert max(per_scan.values()) == 10
+    assert sum(b["state"] == "open" for _, b in cues) == 40  # opens are never deferred
+    # every cue is still updated, at most every 5 s and at least every 5 s + 3 scans
+    last = {}
+    for t, b in cues:
+        if b["id"] in last:
+            assert 5.0 <= t - last[b["id"]] <= 8.0
+        last[b["id"]] = t
+    assert len(last) == 40 and min(last.values()) >= 30.0
+
+
 def test_confidence_and_severity_follow_the_evidence():
     q = np.array([0.2, 0.9, 0.9, 0.9, 0.9])
     ns = np.array([1, 1, 3, 3, 3])

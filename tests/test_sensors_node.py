@@ -220,3 +220,24 @@ heartbeat_s = 0.05
     assert {g.meta["event"] for g in got} == {"gunfire", "impact"}
     assert all(g.kind == KIND_EVENT for g in got)
     assert fusion.heartbeats[0].coverage == {"max_range_m": 5000.0}
+
+
+@pytest.mark.parametrize(
+    ("kind", "rel", "extra", "n_det", "kind_wire"),
+    [
+        ("ais", "ais/solent_ais_20160112.csv", {}, 18622, "pos"),
+        ("opensky", "adsb/opensky_uk_states_20210712.csv", {}, 5407, "pos"),
+        ("asterix", "asterix/cat034_cat048_sample.pcap", {"site": (48.7, 2.3, 1.0)}, 126, "polar"),
+    ],
+)
+def test_convert_each_kind(shared_data, tmp_path, kind, rel, extra, n_det, kind_wire):
+    from sensors.commands.convert import convert
+
+    out = tmp_path / "x.feed"
+    counts = convert(kind, shared_data / rel, out, sensor=f"{kind}.t", **extra)
+    assert counts["detections"] == n_det
+    batches = [protocol.decode(f) for _, f in read_feed(out)]
+    assert sum(len(b) for b in batches) == n_det
+    assert {b.kind for b in batches} == {kind_wire}
+    seqs = [b.seq for b in batches]
+    assert seqs == list(range(1, len(seqs) + 1))

@@ -105,6 +105,8 @@ class AisDecoder:
             else:
                 self._other_sentence(line)
             return []
+        if line[:1] == b"!" and self._skip_unwanted(line):
+            return []
         try:
             s = NMEASentenceFactory.produce(line)
         except (AISBaseException, ValueError, UnicodeDecodeError, IndexError):
@@ -113,11 +115,33 @@ class AisDecoder:
             return []
         if not s.is_valid:
             self.stats["checksum"] += 1
+            self._pghp_t = None
             return []
         t_s = self._time_of(s, recv_t_s)
         if s.frag_cnt == 1:
             return self._decode(s, t_s)
         return self._assemble(s, t_s)
+
+    def _skip_unwanted(self, line: bytes) -> bool:
+        """A single-sentence message whose type carries no position (static data, base station
+        reports, ...) is checked and counted without building pyais's decoder state: a quarter
+        of a typical feed, and nothing of it is used. Returns True when the line was handled."""
+        f = line.split(b",", 7)
+        if len(f) < 7 or f[1] != b"1" or not f[5]:
+            return False
+        c = f[5][0] - 48
+        if c > 40:
+            c -= 8
+        if c in POSITION_TYPES or not 0 <= c < 64:
+            return False  # positions, and anything odd, take the full path
+        self._pghp_t = None
+        if not _nmea_checksum_ok(line):
+            self.stats["checksum"] += 1
+        elif 1 <= c <= 27:
+            self.stats["other_types"] += 1
+        else:
+            self.stats["undecodable"] += 1
+        return True
 
     # -- sentences other than AIS ------------------------------------------------------
 

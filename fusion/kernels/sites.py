@@ -129,7 +129,7 @@ def area_distance(site_type, circle, edge_start, edges, j, px, py):
     if site_type[j] == AREA_CIRCLE:
         dx = px - circle[j, 0]
         dy = py - circle[j, 1]
-        rho = math.hypot(dx, dy)
+        rho = math.sqrt(dx * dx + dy * dy)
         ux = 1.0
         uy = 0.0
         if rho > 0.0:
@@ -171,7 +171,9 @@ def area_cpa(site_type, circle, edge_start, edges, j, px, py, vx, vy, horizon_s)
         if v2 > 0.0 and horizon_s > 0.0:
             t = -((px - cx) * vx + (py - cy) * vy) / v2
             t = min(max(t, 0.0), horizon_s)
-        rho = math.hypot(px + vx * t - cx, py + vy * t - cy)
+        qx = px + vx * t - cx
+        qy = py + vy * t - cy
+        rho = math.sqrt(qx * qx + qy * qy)
         return max(rho - circle[j, 2], 0.0), t
     k0 = edge_start[j]
     k1 = edge_start[j + 1]
@@ -253,7 +255,10 @@ def track_site_pairs(
                     v2 = vx * vx + vy * vy
                     if H > 0.0 and v2 > 0.0:
                         t = min(max(-(bx * vx + by * vy) / v2, 0.0), H)
-                    if math.hypot(bx + vx * t, by + vy * t) - bound[j, 2] > reach_m[j]:
+                    ex_ = bx + vx * t
+                    ey_ = by + vy * t
+                    lim = bound[j, 2] + reach_m[j]
+                    if ex_ * ex_ + ey_ * ey_ > lim * lim:
                         continue
                     d_now, inside, ux, uy, d_edge = area_distance(
                         site_type, circle, edge_start, edges, j, px, py

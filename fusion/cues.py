@@ -341,13 +341,14 @@ class CueBook:
             evidence["subject"] = cue.subject
             evidence["reason"] = _close_reason(cue, ctx)
             evidence["last_seen_t_s"] = cue.last_seen_t_s
-            who = evidence.pop("who", None) or _who_from(body)
+            if "track" in evidence and "who_text" not in evidence:
+                evidence["who_text"] = f"Track {evidence['track']}"
             body.update(
                 seq=None,
                 state="close",
                 t_s=float(ctx.now_s),
                 evidence=evidence,
-                text=SENTENCES[cue.rule]("close", site, {**evidence, "who": who}),
+                text=SENTENCES[cue.rule]("close", site, evidence),
             )
             return body
         F, k, _ = cue.src
@@ -381,14 +382,6 @@ def _body(cue, state, site, t_s, pos, vel, sigma, conf, evidence, text) -> dict[
         "text": text,
         "topic": f"cue.{cue.rule}.{site.id}",
     }
-
-
-def _who_from(body: dict[str, Any]) -> str:
-    """The track's description for a close: the one recorded in its latest body."""
-    ev = body.get("evidence") or {}
-    if "track" in ev:
-        return str(ev.get("who_text") or f"Track {ev['track']}")
-    return "Track"
 
 
 def _close_reason(cue: _Cue, ctx: ScanContext) -> str:
@@ -445,12 +438,16 @@ def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext
                             finite))  # fmt: skip
     out = []
     sensor_names = {m: [n for bit, n in SENSOR_KIND_NAMES if m & bit] for m in set(kinds_l)}
+    cls_names = [CLASS_NAMES[c] if c < len(CLASS_NAMES) else "unknown" for c in cls]
+    rule = F.rule  # one rule per batch: its sentence, topic and severity bonus are shared
+    sentence = SENTENCES[rule]
+    t_s = float(ctx.now_s)
+    sites = book.sites.sites
     for m, (state, cue) in enumerate(zip(states, cues, strict=True)):
-        site = book.sites.sites[cue.site]
-        who = track_text(ids[m], cls[m], idents[m], speed_l[m], ns_l[m], kinds_l[m])
+        site = sites[cue.site]
         evidence: dict[str, Any] = {
             "track": ids[m],
-            "class": CLASS_NAMES[cls[m]] if cls[m] < len(CLASS_NAMES) else "unknown",
+            "class": cls_names[m],
             "ident": idents[m] or None,
             "speed_mps": speed_r[m],
             "quality": quality_l[m],
@@ -463,10 +460,30 @@ def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext
             if finite is None or finite[m]:
                 evidence[name] = vals[m]
         evidence["subject"] = cue.subject
-        text = SENTENCES[cue.rule](state, site, {**evidence, "who": who})
-        evidence["who_text"] = who
-        out.append(_body(cue, state, site, ctx.now_s, pos[m], vel[m], sigma[m], conf[m],
-                         evidence, text))  # fmt: skip
+        evidence["who_text"] = track_text(
+            ids[m], cls[m], idents[m], speed_l[m], ns_l[m], kinds_l[m]
+        )
+        out.append(
+            {
+                "id": cue.id,
+                "seq": None,
+                "state": state,
+                "rule": rule,
+                "site": site.id,
+                "site_name": site.name,
+                "track": cue.subject,
+                "t_s": t_s,
+                "opened_t_s": cue.opened_t_s,
+                "severity": severity_of(site.priority, rule),
+                "confidence": conf[m],
+                "pos": pos[m],
+                "vel": vel[m],
+                "sigma_m": sigma[m],
+                "evidence": evidence,
+                "text": sentence(state, site, evidence),
+                "topic": f"cue.{rule}.{site.id}",
+            }
+        )
     return out
 
 

@@ -107,7 +107,7 @@ def _cross_track_sigma(ctx: ScanContext, i: np.ndarray, t_s: np.ndarray) -> np.n
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
-    who = ev["who"]
+    who = ev["who_text"]
     if state == "close":
         return f"{who} is no longer approaching {site.name}"
     verb = "is approaching" if state == "open" else "is still approaching"

@@ -51,7 +51,7 @@ class DarkTarget:
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
-    who = ev["who"]
+    who = ev["who_text"]
     if state == "close":
         return f"{who} has left {site.name} or shows an identity"
     verb = "entered" if state == "open" else "is in"

@@ -46,7 +46,7 @@ class Incursion:
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
-    who = ev["who"]
+    who = ev["who_text"]
     zone = (
         f"the {distance_text(site.buffer_m)} buffer of {site.name}"
         if site.buffer_m

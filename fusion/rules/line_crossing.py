@@ -114,7 +114,7 @@ class LineCrossing:
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
-    who = ev["who"]
+    who = ev["who_text"]
     if state == "close":
         return f"{who} is back across {site.name} or no longer tracked"
     beyond = ev.get("beyond_m")

@@ -61,7 +61,7 @@ class Loiter:
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
-    who = ev["who"]
+    who = ev["who_text"]
     zone = (
         f"the {distance_text(site.buffer_m)} buffer of {site.name}"
         if site.buffer_m

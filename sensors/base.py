@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +37,11 @@ from urllib.parse import urlsplit
 import zmq
 import zmq.auth
 from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from fusion import protocol
 from fusion.messages import Ack, Detections, Heartbeat
 from sensors.batching import Batcher, Measurement
+from sensors.metrics import LinkCollector
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ class Link:
             0,
         )
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.registry.register(_LinkCollector(self))
+        self.registry.register(LinkCollector(self))
 
     # -- the reader's side ---------------------------------------------------------------
 
@@ -458,52 +458,6 @@ class Link:
         self._reconnect_at = now + self._backoff_s
         self._backoff_s = min(self._backoff_s * 2.0, self.config.backoff_max_s)
         self._inflight_since = None
-
-
-class _LinkCollector:
-    """Prometheus metrics read from the link's live counters at scrape time."""
-
-    def __init__(self, link: Link) -> None:
-        self._link = link
-
-    def collect(self) -> Iterator:
-        link = self._link
-        sensor = link.config.sensor
-        s = dict(link.stats)
-        counters = (
-            ("sensors_measurements_total", "measurements read from the sensor", "measurements_in"),
-            ("sensors_batches_total", "detection batches made", "batches_out"),
-            ("sensors_detections_total", "detections batched", "detections_out"),
-            ("sensors_frames_sent_total", "batch frames sent, resends included", "frames_sent"),
-            ("sensors_acked_batches_total", "batches acknowledged by fusion", "acked_batches"),
-            ("sensors_dropped_batches_total", "batches dropped: buffer full", "dropped_batches"),
-            (
-                "sensors_dropped_detections_total",
-                "detections in dropped batches",
-                "dropped_detections",
-            ),
-            ("sensors_queue_full_total", "measurements dropped: input queue full", "queue_full"),
-            ("sensors_reconnects_total", "sockets reopened after an ack timeout", "reconnects"),
-            ("sensors_heartbeats_total", "heartbeats sent", "heartbeats"),
-            ("sensors_bad_replies_total", "undecodable frames from fusion", "bad_replies"),
-        )
-        for name, doc, key in counters:
-            c = CounterMetricFamily(name, doc, labels=["sensor"])
-            c.add_metric([sensor], s[key])
-            yield c
-        g = GaugeMetricFamily("sensors_unacked_batches", "batches awaiting ack", labels=["sensor"])
-        g.add_metric([sensor], len(link._pending))
-        yield g
-        g = GaugeMetricFamily("sensors_queue_depth", "measurements queued", labels=["sensor"])
-        g.add_metric([sensor], link._in.qsize())
-        yield g
-        if link._source_stats is not None:
-            c = CounterMetricFamily(
-                "sensors_input_total", "input units by outcome", labels=["sensor", "outcome"]
-            )
-            for outcome, n in sorted(link._source_stats().items()):
-                c.add_metric([sensor, outcome], n)
-            yield c
 
 
 def read_key_file(path: str | Path) -> bytes:

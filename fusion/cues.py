@@ -142,6 +142,11 @@ class _Cue:
     scan: int  # last scan that saw the condition (cues of event and sensor rules)
     src: tuple[Findings, int, ScanContext] | None = None  # latest data (event/sensor rules)
     last_body: dict[str, Any] | None = None  # the latest body emitted (or restored)
+    close_reason: str = "condition ended"
+
+
+_ENDED = "condition ended"
+_LOST = "track no longer in the picture"
 
 
 class CueBook:
@@ -187,8 +192,11 @@ class CueBook:
             )
             if gone.any():
                 tid, site = PairMemory.split(index.codes[gone])
-                for t, j in zip(tid.tolist(), site.tolist(), strict=True):
-                    emit.append(("close", self.open.pop((rule, j, t))))
+                lost = (ctx.index_of(tid) < 0).tolist()
+                for t, j, gone_track in zip(tid.tolist(), site.tolist(), lost, strict=True):
+                    cue = self.open.pop((rule, j, t))
+                    cue.close_reason = _LOST if gone_track else _ENDED
+                    emit.append(("close", cue))
                 index.keep(~gone)
         for key, cue in list(self._others.items()):
             if cue.scan != self._scan:
@@ -339,7 +347,7 @@ class CueBook:
             body = dict(cue.last_body or {})
             evidence = dict(body.get("evidence") or {})
             evidence["subject"] = cue.subject
-            evidence["reason"] = _close_reason(cue, ctx)
+            evidence["reason"] = cue.close_reason
             evidence["last_seen_t_s"] = cue.last_seen_t_s
             if "track" in evidence and "who_text" not in evidence:
                 evidence["who_text"] = f"Track {evidence['track']}"
@@ -382,12 +390,6 @@ def _body(cue, state, site, t_s, pos, vel, sigma, conf, evidence, text) -> dict[
         "text": text,
         "topic": f"cue.{cue.rule}.{site.id}",
     }
-
-
-def _close_reason(cue: _Cue, ctx: ScanContext) -> str:
-    if cue.rule not in _EVENT_RULES and ctx.index_of(np.array([cue.subject]))[0] < 0:
-        return "track no longer in the picture"
-    return "condition ended"
 
 
 def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext):

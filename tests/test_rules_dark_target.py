@@ -20,6 +20,8 @@ def test_dark_track_in_corridor_opens_and_closes_on_identity():
     assert {b["track"] for _, b in cues} == {21}
     states = [(t, b["state"]) for t, b in cues if b["state"] != "update"]
     assert states == [(5.0, "open"), (114.0, "close")]
+    updates = [t for t, b in cues if b["state"] == "update"]
+    assert updates == [10.0 + 5.0 * k for k in range(18)]  # every 5 s while it holds
     body = cues[0][1]
     assert body["site"] == "zone" and body["evidence"]["ident"] is None
     assert body["text"] == (

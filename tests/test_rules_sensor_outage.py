@@ -23,6 +23,9 @@ def test_silent_sensor_opens_and_closes():
     assert {b["site"] for _, b in cues} == {"disc"}
     events = [(t, b["state"]) for t, b in cues if b["state"] != "update"]
     assert events == [(81.0, "open"), (124.0, "close")]  # silent > 30 s; back at 120, +5 s
+    updates = [b for _, b in cues if b["state"] == "update"]
+    assert len(updates) == 7 and updates[-1]["evidence"]["silent_s"] == 66.0
+    assert updates[-1]["text"].startswith("Sensor radar-1 covering Disc is still silent")
     body = cues[0][1]
     assert body["evidence"]["sensor"] == "radar-1" and body["evidence"]["silent_s"] == 31.0
     assert body["text"] == ("Sensor radar-1 covering Disc has been silent for 31 s (state ok)")

@@ -239,3 +239,25 @@ def test_bad_inputs_are_skipped_and_counted():
     assert eng.evaluate(picture(5.0, tracks), [], {}, 5.0) == []
     assert eng.counters == {"time_regressions": 1, "tracks_non_finite": 2,
                             "events_rejected": 2, "sensor_states_rejected": 2}  # fmt: skip
+
+
+def test_same_output_in_another_process_with_another_hash_seed():
+    import hashlib
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import json, hashlib\n"
+        "from tests.test_cues import _run_busy\n"
+        "cues = [b for _, b in _run_busy(5, t1=150.0)]\n"
+        "print(hashlib.sha256(json.dumps(cues, sort_keys=True).encode()).hexdigest())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True,
+                         text=True, timeout=120, check=True)  # fmt: skip
+    here = [b for _, b in _run_busy(5, t1=150.0)]
+    want = hashlib.sha256(json.dumps(here, sort_keys=True).encode()).hexdigest()
+    assert out.stdout.strip() == want

@@ -34,7 +34,8 @@ __all__ = ["RuleEngine"]
 class RuleEngine:
     """`RuleEngine(sites, config)`; `evaluate(picture, events, sensor_states, now_s)` per scan.
 
-    config: a CueConfig or a mapping {"update_interval_s": 5.0, "close_after_s": {rule: s}}.
+    config: a CueConfig or a mapping {"update_interval_s": 5.0, "close_after_s": {rule: s},
+    "max_updates_per_scan": 200} (the [rules] table of fusion.toml).
     Scans should come in non-decreasing `now_s`; an earlier time is taken as the latest one
     seen (and counted), so a clock step back cannot reopen or close cues out of order.
     Bad inputs (non-finite tracks, unplaceable events or sensor states) are skipped and

@@ -99,7 +99,9 @@ class Replayer:
     counts misses only for sensors whose silence means something, and it knows a reporter
     (AIS, ADS-B) by the identities its batch carries. A stripped batch therefore gets one
     extra report, with an identity, 500 km straight above the origin (`ANCHOR_ALT_M`), far
-    from any target; its track is left out of every output."""
+    from any target; its track is left out of every output. `strip_anchor=False` drops the
+    anchor: the stripped reports are then plain non-cooperative plots, whose absence from a
+    batch counts as a miss (right for reporters heard every second, such as ADS-B)."""
 
     def __init__(
         self,
@@ -111,6 +113,7 @@ class Replayer:
         track_dt_s: float = 1.0,
         strip_ident: bool = False,
         lag_s: float = 1.0,
+        strip_anchor: bool = True,
     ) -> None:
         self.sites = str(sites) if sites is not None else None
         if origin is None and sites is not None:
@@ -123,6 +126,7 @@ class Replayer:
         self.core = None
         self.track_dt_s = float(track_dt_s)
         self.strip_ident = strip_ident
+        self.strip_anchor = strip_anchor
         self.lag_s = float(lag_s)
         self._heap: list = []
         self._n = 0
@@ -247,7 +251,7 @@ class Replayer:
 
     def _stripped(self, msg: Detections, cooperative: bool) -> Detections:
         """The batch without identities, plus the anchor report when it was cooperative."""
-        if not cooperative or msg.kind != KIND_POS:
+        if not cooperative or msg.kind != KIND_POS or not self.strip_anchor:
             return dataclasses.replace(msg, ident=None)
         o = self.result.origin
         n = len(msg)

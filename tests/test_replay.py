@@ -31,14 +31,19 @@ def short_feed(short_demo, tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def clean_run(short_feed):
+    return replay_feed(short_feed, sites=DEMO_SITES)
+
+
 def _same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert np.array_equal(a[k], b[k]), k
 
 
-def test_replay_of_a_feed_is_deterministic(short_feed) -> None:
-    a = replay_feed(short_feed, sites=DEMO_SITES)
+def test_replay_of_a_feed_is_deterministic(short_feed, clean_run) -> None:
+    a = clean_run
     b = replay_feed(short_feed, sites=DEMO_SITES)
     assert a.detections > 1000 and a.confirmed_track_ids > 5
     assert a.rejected == {}
@@ -49,8 +54,8 @@ def test_replay_of_a_feed_is_deterministic(short_feed) -> None:
     assert any(c["rule"] == "line_crossing" and c["state"] == "open" for c in a.cues)
 
 
-def test_bad_frames_are_counted_and_do_not_disturb_the_run(short_feed, tmp_path) -> None:
-    clean = replay_feed(short_feed, sites=DEMO_SITES)
+def test_bad_frames_are_counted_and_do_not_disturb_the_run(short_feed, clean_run, tmp_path) -> None:
+    clean = clean_run
     dirty = tmp_path / "dirty.feed"
     bad_nan = Detections(
         "radar-x", 1, KIND_POS, np.array([1.79e9]), np.array([[np.nan, 31.0, 0.0]]),

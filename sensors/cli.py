@@ -7,8 +7,9 @@ Each module in COMMANDS defines `register(subparsers)`, which adds its parser an
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from fusion import commandline
 
 COMMANDS = [
     # one line per sub-command module in sensors/commands
@@ -19,26 +20,16 @@ COMMANDS = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="sensors",
-        description="Sensor adapters for surveillance nodes: run, convert, replay.",
+    return commandline.build_parser(
+        "sensors",
+        "Sensor adapters for surveillance nodes: run, convert, replay.",
+        "sensors.commands",
+        COMMANDS,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"sensors.commands.{name}").register(sub)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
+    return commandline.run(build_parser(), argv)
 
 
 if __name__ == "__main__":

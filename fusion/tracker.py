@@ -441,6 +441,12 @@ class Tracker:
         c_tr = tab.cls[gate_rows]
         key = "gate2_pos" if meas != MEAS_BEARING else ("gate2_1d" if m == 1 else "gate2_2d")
         w = 3 if meas == MEAS_POS_VEL else m  # gate on position only when velocity came too
+        if gate_dets.shape[0] == z.shape[0]:  # every detection: no copies
+            zg, Rg, tg, pg, trg = z[:, :w], R[:, :w, :w], t, pos, det_tr
+        else:
+            zg, Rg = z[gate_dets, :w], R[gate_dets][:, :w, :w]
+            tg, pg, trg = t[gate_dets], pos[gate_dets], det_tr[gate_dets]
+        gate2 = p[key][c_tr]
         pt, pd, d2 = gate(
             meas if meas != MEAS_POS_VEL else MEAS_POS,
             gate_rows,
@@ -449,12 +455,12 @@ class Tracker:
             tab.t_s,
             p["q_h_m2s3"][c_tr],
             p["q_v_m2s3"][c_tr],
-            p[key][c_tr],
-            np.ascontiguousarray(z[gate_dets, :w]),
-            np.ascontiguousarray(R[gate_dets][:, :w, :w]),
-            t[gate_dets],
-            np.ascontiguousarray(pos[gate_dets]),
-            det_tr[gate_dets],
+            gate2,
+            np.ascontiguousarray(zg),
+            np.ascontiguousarray(Rg),
+            tg,
+            np.ascontiguousarray(pg),
+            trg,
             M,
             c,
             ident_words(tab.ident),
@@ -472,7 +478,7 @@ class Tracker:
             pt,
             pd,
             d2,
-            p[key][c_tr],
+            gate2,
             det_of_track,
             track_of_det,
         )

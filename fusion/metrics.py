@@ -137,6 +137,12 @@ class ServiceCollector:
             yield _counter(
                 "fusion_auth_admitted_total", "connections admitted", [], [((), zap.admitted)]
             )
+        yield _counter(
+            "fusion_handshakes_total",
+            "CURVE/NULL handshakes by socket and outcome (a keyless peer fails here)",
+            ["socket", "outcome"],
+            sorted(s.handshakes.copy().items()),
+        )
         rb = s.reorder
         yield _counter(
             "fusion_late_batches_total", "batches later than the reorder lag", [], [((), rb.late)]

@@ -130,6 +130,8 @@ def test_unkeyed_and_unknown_adapters_are_refused_binding_enforced(service):
     stranger = RawAdapter(ep, keys=load_secret("intruder", tmp / "other"), server_public=server_pub)
     stranger.send_msg(make_batch("r1", 2))
     assert _wait(lambda: svc.zap.refused.get("unknown_key", 0) >= 1)
+    # The keyless peer fails the CURVE handshake itself; it is counted there.
+    assert _wait(lambda: svc.handshakes.get(("ingest", "failed_protocol"), 0) >= 1)
 
     radar = RawAdapter.for_config(config, ep, "radar")
     radar.send_msg(make_batch("a1", 1))  # admitted key, another sensor's id
@@ -140,6 +142,7 @@ def test_unkeyed_and_unknown_adapters_are_refused_binding_enforced(service):
     # Only the bound sensor's batch reached the core; nothing from the refused peers.
     assert svc.core.seen == [("r1", 1)]
     assert "a1" not in svc.ingest.peers
+    assert svc.handshakes.get(("ingest", "ok"), 0) >= 1
     for a in (no_key, stranger, radar):
         a.close()
 

@@ -150,3 +150,35 @@ def test_metrics_http_endpoint(tmp_path):
     finally:
         svc.request_stop()
         thread.join(10)
+
+
+class _SlowCore(CountingCore):
+    def process(self, batches, sensor_states, now_s):
+        time.sleep(0.002 * len(batches))
+        return super().process(batches, sensor_states, now_s)
+
+
+def test_a_slow_core_pushes_back_instead_of_holding_everything(tmp_path, monkeypatch):
+    import fusion.service.server as server
+
+    monkeypatch.setattr(server, "MAX_HELD_BATCHES", 50)
+    config, _ = write_config(tmp_path, service={"reorder_lag_s": 0.0})
+    svc, thread = _start(config, core=_SlowCore())
+    a = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
+    try:
+        now = time.time()
+        for seq in range(1, 401):
+            a.send_msg(make_batch("s1", seq, n=2, t_s=now + seq * 1e-3))
+        most = 0
+        deadline = time.monotonic() + 30
+        while svc.core.batches < 400:
+            assert time.monotonic() < deadline
+            most = max(most, svc.reorder.depth + len(svc._ready))
+            time.sleep(0.001)
+        assert most <= 50
+        assert [q for _, q in svc.core.seen] == list(range(1, 401))
+        assert a.wait_ack("s1", 400)
+    finally:
+        a.close()
+        svc.request_stop()
+        thread.join(10)

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from fusion import protocol
 from fusion.config import FusionConfig
@@ -73,6 +74,14 @@ from fusion.store import CueStore
 log = logging.getLogger(__name__)
 
 SNAPSHOT_VERSION = 1
+INGEST_RCVHWM = 2_000  # messages queued in ZeroMQ per adapter connection
+MAX_HELD_BATCHES = 4096  # reorder buffer + released, beyond it ingest is not read
+_HANDSHAKE_OUTCOMES = {
+    zmq.EVENT_HANDSHAKE_SUCCEEDED: "ok",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed_protocol",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "failed_auth",
+}
 RECV_BUDGET = 512  # ingest messages read per loop turn before other work gets a chance
 PROCESS_CHUNK = 64  # batches per core.process call (rules run at least this often)
 QUERY_BUDGET = 32
@@ -151,6 +160,9 @@ class FusionService:
         self._metrics_server = None
         self._feed: FeedWriter | None = None
         self._sockets: list[zmq.Socket] = []
+        self._monitors: list[zmq.Socket] = []
+        self._monitor_domain: dict[zmq.Socket, str] = {}
+        self.handshakes: dict[tuple[str, str], int] = {}
         self._next_tracks = self._next_status = self._next_snapshot = 0.0
         self._next_tick = 0.0
 
@@ -172,8 +184,9 @@ class FusionService:
             log.info("%d open cues continue from the store", restore_cues(open_cues))
         warn_plaintext(cfg)
         self.zap = ZapHandler(self.ctx, self.allowlist).start()
-        self.ingest_sock = self._bind(zmq.ROUTER, cfg.service.ingest, DOMAIN_INGEST)
-        self.ingest_sock.rcvhwm = 100_000
+        self.ingest_sock = self._bind(
+            zmq.ROUTER, cfg.service.ingest, DOMAIN_INGEST, rcvhwm=INGEST_RCVHWM
+        )
         self.query_sock = self._bind(zmq.ROUTER, cfg.service.query, DOMAIN_QUERY)
         pub = self._bind(zmq.PUB, cfg.service.publish, DOMAIN_PUBLISH, hwm=cfg.service.pub_hwm)
         self.publisher = Publisher(pub, self.clock)
@@ -192,12 +205,24 @@ class FusionService:
         self._started.set()
         log.info("fusion service up: %s", self.endpoints)
 
-    def _bind(self, kind: int, endpoint: str, domain: str, hwm: int | None = None) -> zmq.Socket:
+    def _bind(
+        self,
+        kind: int,
+        endpoint: str,
+        domain: str,
+        hwm: int | None = None,
+        rcvhwm: int | None = None,
+    ) -> zmq.Socket:
         sock = self.ctx.socket(kind)
         sock.linger = 0
         if hwm is not None:
             sock.sndhwm = hwm
+        if rcvhwm is not None:
+            sock.rcvhwm = rcvhwm
         secure_server(sock, self.server_keys, domain)
+        mon = sock.get_monitor_socket(sum(_HANDSHAKE_OUTCOMES))
+        self._monitors.append(mon)
+        self._monitor_domain[mon] = domain
         sock.bind(endpoint)
         self.endpoints[domain] = sock.last_endpoint.decode()
         self._sockets.append(sock)
@@ -221,16 +246,27 @@ class FusionService:
         """The loop; returns after a requested stop, once everything is drained and saved."""
         if not self._started.is_set():
             self.start()
-        poller = zmq.Poller()
-        poller.register(self.ingest_sock, zmq.POLLIN)
-        poller.register(self.query_sock, zmq.POLLIN)
+        # Two pollers: with too many batches held, ingest is left unread, so ZeroMQ's queue
+        # and then TCP push back on the adapters (which hold their batches) instead of this
+        # process growing without bound.
+        full, busy = zmq.Poller(), zmq.Poller()
+        full.register(self.ingest_sock, zmq.POLLIN)
+        for p in (full, busy):
+            p.register(self.query_sock, zmq.POLLIN)
+            for mon in self._monitors:
+                p.register(mon, zmq.POLLIN)
         try:
             while not self._stop.is_set():
+                held = self.reorder.depth + len(self._ready)
+                poller = full if held < MAX_HELD_BATCHES else busy
                 events = dict(poller.poll(self._timeout_ms()))
                 if self.ingest_sock in events:
-                    self._read_ingest()
+                    self._read_ingest(min(RECV_BUDGET, MAX_HELD_BATCHES - held))
                 if self.query_sock in events:
                     self._read_queries()
+                for mon in self._monitors:
+                    if mon in events:
+                        self._read_monitor(mon)
                 now = self.clock()
                 self._ready.extend(self.reorder.pop_ready(now))
                 if self._ready:
@@ -242,6 +278,21 @@ class FusionService:
                     self._snapshot_durable(acks)
         finally:
             self._shutdown()
+
+    def _read_monitor(self, mon: zmq.Socket) -> None:
+        """Counts CURVE handshakes by outcome: a peer without a key, or with the wrong server
+        key, fails here before ZAP is ever asked."""
+        while True:
+            try:
+                event = recv_monitor_message(mon, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            outcome = _HANDSHAKE_OUTCOMES.get(event.get("event"))
+            if outcome is not None:
+                key = (self._monitor_domain[mon], outcome)
+                self.handshakes[key] = self.handshakes.get(key, 0) + 1
 
     def _timeout_ms(self) -> int:
         if self._ready:
@@ -267,7 +318,10 @@ class FusionService:
             if self._feed is not None:
                 self._feed.close()
             for sock in self._sockets:
+                sock.disable_monitor()
                 sock.close(linger=100)
+            for mon in self._monitors:
+                mon.close(linger=0)
             if self.zap is not None:
                 self.zap.stop()
             if self._metrics_server is not None:
@@ -279,9 +333,9 @@ class FusionService:
 
     # -- ingest -------------------------------------------------------------------------------
 
-    def _read_ingest(self) -> None:
+    def _read_ingest(self, budget: int = RECV_BUDGET) -> None:
         sock = self.ingest_sock
-        for _ in range(RECV_BUDGET):
+        for _ in range(budget):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -462,8 +516,8 @@ class FusionService:
             "late": self.reorder.late,
             "late_dropped": self.reorder.late_dropped,
             "reorder_depth": self.reorder.depth,
-            "processed_detections": dict(self.processed_detections),
-            "acked": dict(self.durable_ack),
+            "processed_detections": _bounded(self.processed_detections),
+            "acked": _bounded(self.durable_ack),
             "tracks": dict(self.view.tracks),
             "cue_events": {f"{r}.{s}": n for (r, s), n in self.cue_events.items()},
             "cues_suppressed": self.cues_suppressed,
@@ -640,6 +694,17 @@ class FusionService:
 
     def report_drops(self, missed: int) -> None:
         self.publisher.reported_drops += missed
+
+
+def _bounded(d: dict[str, int], limit: int = 100) -> dict[str, int]:
+    """A per-sensor map small enough for a status message (the protocol bounds map sizes):
+    past `limit` sensors, the largest values and the sum of the rest under "_others"."""
+    if len(d) <= limit:
+        return dict(d)
+    items = sorted(d.items(), key=lambda kv: kv[1], reverse=True)
+    out = dict(items[: limit - 1])
+    out["_others"] = sum(v for _, v in items[limit - 1 :])
+    return out
 
 
 def _finite(x: float) -> float | None:

@@ -366,3 +366,47 @@ def test_event_batches_pass_through_and_bad_batches_raise():
         tr.step(bad)
     with pytest.raises(ValueError, match="site"):
         tr.step(Detections("b", 1, "bearing", np.array([T0]), np.zeros((1, 1)), np.ones((1, 1, 1))))
+
+
+def test_bearings_update_existing_tracks_and_start_none():
+    site = (46.52, 30.75, 20.0)
+    tr = Tracker(TrackerConfig(), ORIGIN)
+    p = np.array([3000.0, 4000.0, 100.0])
+    for k in range(5):
+        tr.step(pos_batch(p, T0 + k, 30.0, seq=k))
+    before = tr.picture()
+    M, c = FRAME.sensor_transform(np.asarray(site))
+    aer = enu_to_aer((p @ M.T + c)[None])
+    b = Detections(
+        "df",
+        1,
+        "bearing",
+        np.array([T0 + 5.0, T0 + 5.0]),
+        np.array([[aer[0, 1]], [(aer[0, 1] + 1.0) % (2 * np.pi)]]),
+        np.full((2, 1, 1), 0.01**2),
+        site=site,
+    )
+    res = tr.step(b)
+    assert res.assigned == 1 and res.initiated == 0
+    after = tr.picture()
+    assert after.id.tolist() == before.id.tolist() and after.sensor_kinds[0] == 8 | 4
+    assert after.t_upd_s[0] == T0 + 5.0
+
+
+def test_imm_tracks_survive_snapshot_and_restore():
+    truth = turn_truth(24, 4.0, 5.0, (10, 24))
+    rng = np.random.default_rng(4)
+    a = Tracker(TrackerConfig(), ORIGIN)
+    zs = truth[:, :3] + rng.normal(0, 50, (24, 3))
+    for k in range(12):
+        a.step(pos_batch(zs[k], T0 + 4 * k, 50.0, cls=CLS_AIR))
+    b = Tracker.restore(a.snapshot(), TrackerConfig())
+    for k in range(12, 24):
+        a.step(pos_batch(zs[k], T0 + 4 * k, 50.0, cls=CLS_AIR))
+        b.step(pos_batch(zs[k], T0 + 4 * k, 50.0, cls=CLS_AIR))
+    pa, pb = a.picture(), b.picture()
+    assert len(pa) == 1 and np.array_equal(pa.id, pb.id)
+    assert pa.x.tobytes() == pb.x.tobytes() and pa.P.tobytes() == pb.P.tobytes()
+    sa = a.table.imm_slot[a.table.active_slots()]
+    assert np.all(sa >= 0)
+    assert np.allclose(a.table.imm_mu[sa].sum(axis=1), 1.0)

@@ -40,7 +40,7 @@ tables.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -95,6 +95,7 @@ class StepResult:
     confirmed: int = 0  # tracks confirmed in this step
     deleted: int = 0  # tracks deleted in this step
     superseded: int = 0  # detections dropped for a later one of the same identity
+    rejected: int = 0  # detections dropped for a non-finite time, value or covariance
     pairs: int = 0  # gated (track, detection) pairs
     clusters: int = 0  # assignment clusters solved
     deleted_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -188,6 +189,20 @@ class Tracker:
             raise ValueError(f"a {batch.kind} batch needs the sensor's site")
         if n == 0:
             return StepResult(t_s=self.t_now_s)
+        finite = np.isfinite(t) & np.isfinite(z).all(axis=1) & np.isfinite(R).all(axis=(1, 2))
+        if batch.vel is not None:
+            finite &= np.isfinite(np.asarray(batch.vel, dtype=np.float64)).all(axis=1)
+        if not finite.all():
+            # The validator should have refused these; never let a NaN into a track.
+            keep = np.flatnonzero(finite)
+            sub = replace(batch, t=t[keep], z=z[keep], R=R[keep])
+            for name in ("vel", "vel_R", "ident", "cls"):
+                v = getattr(batch, name)
+                if v is not None:
+                    setattr(sub, name, np.asarray(v)[keep])
+            res = self.step(sub)
+            res.rejected += int(n - keep.shape[0])
+            return res
         t_batch = float(t.max())
         self.t_now_s = max(self.t_now_s, t_batch)
         p = self._p

@@ -410,3 +410,13 @@ def test_imm_tracks_survive_snapshot_and_restore():
     sa = a.table.imm_slot[a.table.active_slots()]
     assert np.all(sa >= 0)
     assert np.allclose(a.table.imm_mu[sa].sum(axis=1), 1.0)
+
+
+def test_non_finite_detections_are_rejected_not_tracked():
+    tr = Tracker(TrackerConfig(), ORIGIN)
+    b = pos_batch(np.array([[0.0, 0.0, 0.0], [500.0, 0.0, 0.0], [900.0, 0.0, 0.0]]), T0, 10.0)
+    b.z[1, 0] = np.nan
+    b.R[2, 0, 0] = np.inf
+    res = tr.step(b)
+    assert res.rejected == 2 and res.initiated == 1
+    assert np.isfinite(tr.picture(False).x).all()

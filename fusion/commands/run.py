@@ -38,4 +38,11 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"fusion run: {exc}", file=sys.stderr)
         return 2
-    return service.serve()
+    import zmq
+
+    try:
+        return service.serve()
+    except (zmq.ZMQError, OSError) as exc:
+        # Typically an endpoint or the metrics port already in use.
+        print(f"fusion run: cannot start: {exc}", file=sys.stderr)
+        return 1

@@ -157,6 +157,7 @@ def test_fuzzed_ingest_keeps_running_and_valid_traffic_is_exact(tmp_path):
             "sensor_binding",
             "unexpected_type",
             "too_many_detections",
+            "too_many_sensors",
         }
         # The valid stream: every batch once, in order, all its detections.
         v1 = [seq for s, seq in svc.core.seen if s == "v1"]

@@ -248,3 +248,41 @@ def test_store_append_many_is_one_transaction(tmp_path):
         s.append_many([body, {"id": "broken"}])
     assert s.last_seq() == 6  # nothing of the failed batch was stored
     s.close()
+
+
+def test_ingest_bounds_sensor_ids_and_binding_labels(monkeypatch):
+    import time
+
+    import zmq
+
+    from fusion import protocol
+    from fusion.config import AllowEntry
+    from fusion.security import Allowlist
+    from fusion.service import ingest as ingest_mod
+    from fusion.service.ingest import Ingest
+    from fusion.service.testing import make_batch
+
+    monkeypatch.setattr(ingest_mod, "MAX_SENSORS", 3)
+    monkeypatch.setattr(ingest_mod, "MAX_BINDING_LABELS", 2)
+    allow = Allowlist(plaintext=True)
+    key, _ = zmq.curve_keypair()
+    allow.add(AllowEntry("a", "a", "adapter", ("ok",)), key)
+    ing = Ingest(allow, SeqWindows(), authenticate=False)
+    for i in range(5):
+        ing.handle(
+            [zmq.Frame(b"id"), zmq.Frame(protocol.encode(make_batch(f"s{i}", 1)))], time.time()
+        )
+    assert ing.batches == 3 and ing.rejects == {"too_many_sensors": 2}
+    ing2 = Ingest(allow, SeqWindows())
+    ing2.authenticate = True
+
+    class F:  # a frame admitted as "a" by ZAP
+        def __init__(self, data):
+            self.buffer = memoryview(data)
+
+        def get(self, name):
+            return "a"
+
+    for i in range(4):
+        ing2.handle([zmq.Frame(b"id"), F(protocol.encode(make_batch(f"x{i}", 1)))], time.time())
+    assert ing2.binding_rejects == {("a", "x0"): 1, ("a", "x1"): 1, ("a", "_other"): 2}

@@ -36,6 +36,9 @@ REJECT_UNAUTHENTICATED = "unauthenticated"  # no User-Id: ZAP was bypassed (must
 REJECT_SENSOR_BINDING = "sensor_binding"  # an admitted key speaking for another sensor
 REJECT_UNEXPECTED = "unexpected_type"  # a valid message that adapters do not send (ack, trk...)
 REJECT_TOO_MANY = "too_many_detections"
+REJECT_TOO_MANY_SENSORS = "too_many_sensors"  # a new sensor id beyond MAX_SENSORS
+MAX_SENSORS = 10_000  # bounds memory (dedup windows) and metric labels per service
+MAX_BINDING_LABELS = 1_000
 
 
 @dataclass
@@ -120,8 +123,14 @@ class Ingest:
             self.reject(REJECT_UNEXPECTED, getattr(msg, "type", "?"))
             return None
         if self.authenticate and not self.allowlist.may_speak_for(user, sensor):
-            self.binding_rejects[(user, sensor)] = self.binding_rejects.get((user, sensor), 0) + 1
+            key = (user, sensor)
+            if key not in self.binding_rejects and len(self.binding_rejects) >= MAX_BINDING_LABELS:
+                key = (user, "_other")  # the claimed id is the peer's choice: bound the labels
+            self.binding_rejects[key] = self.binding_rejects.get(key, 0) + 1
             self.reject(REJECT_SENSOR_BINDING, f"{user!r} may not speak for sensor {sensor!r}")
+            return None
+        if sensor not in self.peers and len(self.peers) >= MAX_SENSORS:
+            self.reject(REJECT_TOO_MANY_SENSORS, sensor)
             return None
         self.peers[sensor] = ident.bytes if hasattr(ident, "bytes") else bytes(ident)
         if isinstance(msg, Heartbeat):

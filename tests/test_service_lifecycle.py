@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +179,43 @@ def test_a_slow_core_pushes_back_instead_of_holding_everything(tmp_path, monkeyp
         assert most <= 50
         assert [q for _, q in svc.core.seen] == list(range(1, 401))
         assert a.wait_ack("s1", 400)
+    finally:
+        a.close()
+        svc.request_stop()
+        thread.join(10)
+
+
+def test_sensor_outage_cue_from_heartbeats_with_the_real_core(tmp_path):
+    """Heartbeats stop: liveness turns the sensor lost and the idle scan of the rules cues an
+    outage over the sites it covered, stored and published like any cue."""
+    sites = Path(__file__).resolve().parent.parent / "configs" / "sites" / "demo.geojson"
+    config, _ = write_config(
+        tmp_path,
+        adapters={"adapter": ["r1"]},
+        service={"heartbeat_late_s": 0.2, "heartbeat_lost_s": 0.5},
+        extra=f'[theatre]\norigin = [46.5, 31.0, 0.0]\nsites = "{sites}"\n',
+    )
+    svc = FusionService(config)
+    svc.core.idle_s = 0.3
+    svc.start()
+    thread = run_in_thread(svc)
+    a = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
+    try:
+        now = time.time()
+        a.send_msg(
+            Heartbeat(
+                sensor="r1", t_s=now, site=(46.5, 31.0, 0.0), coverage={"max_range_m": 20_000.0}
+            )
+        )
+        a.send_msg(make_batch("r1", 1, n=3, t_s=now))
+        assert a.wait_ack("r1", 1)
+        deadline = time.monotonic() + 10
+        while not any(b["rule"] == "sensor_outage" for b in svc.store.since(0)):
+            assert time.monotonic() < deadline, svc.store.since(0)
+            time.sleep(0.1)
+        outage = [b for b in svc.store.since(0) if b["rule"] == "sensor_outage"]
+        assert outage[0]["state"] == "open" and "r1" in outage[0]["text"]
+        assert svc.cue_events.get(("sensor_outage", "open"), 0) >= 1
     finally:
         a.close()
         svc.request_stop()

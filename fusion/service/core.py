@@ -3,7 +3,7 @@
 The service hands released batches to `FusionCore.process`, which is the one place that calls
 the tracker and the rule engine; everything else in fusion/service is delivery (sockets,
 ordering, duplicates, persistence). The core is deterministic for a given sequence of batches:
-it never reads the wall clock (the service passes `now_s`).
+it never reads the wall clock; the wall time the service passes only dates the idle scans.
 
 Any object with the same methods can stand in for FusionCore (the service tests use a counting
 core to check delivery in isolation from tracking).

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion.evaluate import gospa, score_identities
-from fusion.messages import CLS_SURFACE, KIND_POLAR, KIND_POS, Detections
+from fusion.messages import CLS_SURFACE, KIND_POS, Detections
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FUSION_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -184,31 +184,31 @@ def run_adsb() -> dict:
 
 
 # --------------------------------------------------------------------------- GOSPA vs Stone Soup
-def _radar_positions(sc, duration_s: float) -> list[tuple[float, np.ndarray, np.ndarray]]:
-    """The demo's radar plots as (t, ENU position (n, 3), covariance (n, 3, 3)) per batch,
-    each plot converted exactly from (range, az, el) with its covariance J R J^T."""
+def _radar_positions(sc, duration_s: float) -> list:
+    """The demo's radar scans as they are sent (one batch per radar scan), each plot converted
+    exactly from (range, az, el) to theatre ENU with its covariance J^-1 R J^-T; and the
+    radars' heartbeats (their coverage). Items: ("det", sensor, site, t (n,), p (n, 3),
+    R (n, 3, 3)) or ("hb", Heartbeat)."""
     from fusion.geo import aer_jacobian, aer_to_enu
+    from fusion.messages import Heartbeat
     from sensors.sim import SimSensors
 
     frame = sc.theatre.frame
+    radars = {s.id for s in sc.sensors if s.kind == "radar"}
     out = []
     for m in SimSensors(sc).timed():
         d = m.msg
-        if not isinstance(d, Detections) or d.kind != KIND_POLAR:
+        if d.sensor not in radars or m.meas_t_s - sc.t0_s > duration_s:
             continue
-        if d.t.max() - sc.t0_s > duration_s:
+        if isinstance(d, Heartbeat):
+            out.append(("hb", d))
             continue
         M, c = frame.sensor_transform(np.asarray(d.site))
         local = aer_to_enu(d.z)  # radar-local ENU
-        J = aer_jacobian(local)  # d(local)/d(aer)... inverse below
-        Jinv = np.linalg.inv(J)  # d(local ENU)/d(aer)
+        Jinv = np.linalg.inv(aer_jacobian(local))  # d(local ENU) / d(range, az, el)
         Rloc = Jinv @ d.R @ np.swapaxes(Jinv, 1, 2)
         Minv = np.linalg.inv(M)
-        p = (local - c) @ Minv.T
-        Rt = Minv @ Rloc @ Minv.T
-        for k in range(len(d.t)):
-            out.append((float(d.t[k]), p[k], Rt[k]))
-    out.sort(key=lambda x: x[0])
+        out.append(("det", d.sensor, d.site, d.t, (local - c) @ Minv.T, Minv @ Rloc @ Minv.T))
     return out
 
 
@@ -224,29 +224,28 @@ def _covered_truth(sc, t_rel: float) -> np.ndarray:
     return pos[keep]
 
 
-def run_gospa(seed: int = 7, duration_s: float = 240.0, plots: Path | None = None) -> dict:
+def run_gospa(seed: int = 7, duration_s: float = 150.0, plots: Path | None = None) -> dict:
     from fusion.replay import Replayer
     from fusion.scenario import DEMO_SITES, build_demo
 
     sc = build_demo(DEMO_SITES, seed=seed)
-    plots_in = _radar_positions(sc, duration_s)
+    items = _radar_positions(sc, duration_s)
     frame = sc.theatre.frame
-    # Scans of 0.25 s: both trackers take the plots in small time-ordered groups.
-    groups: dict[int, list] = {}
-    for t, p, R in plots_in:
-        groups.setdefault(int((t - sc.t0_s) // 0.25), []).append((t, p, R))
-    keys = sorted(groups)
     eval_t = np.arange(1.0, duration_s, 1.0)
 
-    # This tracker: `pos` reports without identity, positions back to WGS84.
+    # This tracker: each radar scan as a `pos` batch without identity, WGS84 positions.
     r = Replayer(origin=sc.origin, track_dt_s=1.0)
     t0 = time.perf_counter()
-    for seq, k in enumerate(keys, 1):
-        g = groups[k]
-        t = np.array([x[0] for x in g])
-        p = np.array([x[1] for x in g])
-        R = np.array([x[2] for x in g])
-        r.message(Detections("radars", seq, KIND_POS, t, frame.to_geodetic(p), R))
+    seq = 0
+    n_plots = 0
+    for it in items:
+        if it[0] == "hb":
+            r.message(it[1])
+            continue
+        _, sensor, site, t, p, R = it
+        seq += 1
+        n_plots += len(t)
+        r.message(Detections(sensor, seq, KIND_POS, t, frame.to_geodetic(p), R, site=site))
     res = r.finish()
     ours_s = time.perf_counter() - t0
     tr = res.tracks
@@ -255,7 +254,7 @@ def run_gospa(seed: int = 7, duration_s: float = 240.0, plots: Path | None = Non
         m = np.abs(tr["t_s"] - (sc.t0_s + t)) < 1e-6
         ours.append(gospa(tr["pos"][m], _covered_truth(sc, t), c=GOSPA_C_M, p=1).distance)
 
-    ss, ss_s = _stonesoup_gospa(sc, groups, keys, eval_t)
+    ss, ss_s = _stonesoup_gospa(sc, [it for it in items if it[0] == "det"], eval_t)
     if plots is not None:
         from fusion.plots import plot_gospa
 
@@ -264,7 +263,7 @@ def run_gospa(seed: int = 7, duration_s: float = 240.0, plots: Path | None = Non
     return {
         "seed": seed,
         "duration_s": duration_s,
-        "plots": len(plots_in),
+        "plots": n_plots,
         "gospa_mean_ours_m": float(np.mean(ours)),
         "gospa_mean_stonesoup_m": float(np.mean(ss)),
         "gospa_median_ours_m": float(np.median(ours)),
@@ -274,7 +273,7 @@ def run_gospa(seed: int = 7, duration_s: float = 240.0, plots: Path | None = Non
     }
 
 
-def _stonesoup_gospa(sc, groups: dict, keys: list, eval_t: np.ndarray) -> tuple[list, float]:
+def _stonesoup_gospa(sc, scans_in: list, eval_t: np.ndarray) -> tuple[list, float]:
     from datetime import datetime, timedelta
 
     from stonesoup.dataassociator.neighbour import GNNWith2DAssignment
@@ -312,14 +311,13 @@ def _stonesoup_gospa(sc, groups: dict, keys: list, eval_t: np.ndarray) -> tuple[
     deleter = UpdateTimeDeleter(timedelta(seconds=6))
     start = datetime(2026, 9, 21, 13, 33, 20)
     scans = []
-    for k in keys:
-        g = groups[k]
+    for _, _sensor, _site, t, p, R in scans_in:
         dets = set()
-        for t, p, R in g:
-            ts = start + timedelta(seconds=t - sc.t0_s)
-            mm = LinearGaussian(ndim_state=6, mapping=(0, 2, 4), noise_covar=R)
-            dets.add(Detection(p.reshape(3, 1), timestamp=ts, measurement_model=mm))
-        scans.append((start + timedelta(seconds=max(x[0] for x in g) - sc.t0_s), dets))
+        for k in range(len(t)):
+            ts = start + timedelta(seconds=float(t[k]) - sc.t0_s)
+            mm = LinearGaussian(ndim_state=6, mapping=(0, 2, 4), noise_covar=R[k])
+            dets.add(Detection(p[k].reshape(3, 1), timestamp=ts, measurement_model=mm))
+        scans.append((start + timedelta(seconds=float(t.max()) - sc.t0_s), dets))
 
     class _Feed:
         def __iter__(self):

@@ -102,6 +102,17 @@ class StepResult:
     events: Detections | None = None  # an `event` batch, untouched, for the rules
 
 
+def _interleave(v: np.ndarray) -> np.ndarray:
+    """Spread the low 21 bits of each uint64 to the even bits (one half of a Morton code)."""
+    v = v & np.uint64(0x1FFFFF)
+    v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    v = (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
+    return v
+
+
 @dataclass(frozen=True)
 class _Coverage:
     site_enu: np.ndarray | None  # (3,) theatre ENU of the site, None = everywhere
@@ -130,6 +141,7 @@ class Tracker:
         self._coverage: dict[str, tuple[tuple[float, float, float] | None, float]] = {}
         self._transforms: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
         self._imm_sets: dict[int, ImmModelSet] = {}
+        self._steps = 0
 
     # -- sensors ----------------------------------------------------------------------------
     def set_coverage(
@@ -445,7 +457,28 @@ class Tracker:
         res.deleted_ids = tab.id[gone].copy()
         res.deleted = int(gone.shape[0])
         tab.free(gone)
+        self._steps += 1
+        cfg = self.config
+        if (
+            cfg.pack_every
+            and self._steps % cfg.pack_every == 0
+            and tab.n_active >= cfg.pack_min_tracks
+        ):
+            self._pack()
         return res
+
+    def _pack(self) -> None:
+        """Repack the table in Z-order of the tracks' grid cells (see TrackerConfig.pack_every)."""
+        tab = self.table
+        active = tab.active_slots()
+        cell = float(self._p["grid_cell_m"].max())
+        ix = np.floor(tab.x[active, 0] / cell).astype(np.int64) + (1 << 20)
+        iy = np.floor(tab.x[active, 1] / cell).astype(np.int64) + (1 << 20)
+        ix = np.clip(ix, 0, (1 << 21) - 1).astype(np.uint64)
+        iy = np.clip(iy, 0, (1 << 21) - 1).astype(np.uint64)
+        tab.pack(
+            active[np.argsort(_interleave(ix) | (_interleave(iy) << np.uint64(1)), kind="stable")]
+        )
 
     def _associate(self, gate_rows, gate_dets, meas, m, z, R, t, pos, det_tr, M, c, dident):
         """Gate `gate_rows` against `gate_dets` and solve GNN per cluster.

@@ -127,6 +127,11 @@ class TrackerConfig:
     ident_exclusive: a detection carrying a cooperative identity never joins a track holding a
         different identity (always true in the design; kept as a switch for tests).
     initial_capacity: slots preallocated in the TrackTable (it doubles when full).
+    pack_every: every this many steps (0 = never), and only above `pack_min_tracks`, the
+        table is repacked in spatial order (tracks sorted by their grid cell along a Z-order
+        curve), so that neighbouring tracks sit in neighbouring memory: gating and updates
+        of a large picture then miss the cache far less. Ids do not change.
+    pack_min_tracks: below this many tracks the table fits in cache and is never repacked.
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -136,6 +141,8 @@ class TrackerConfig:
     imm_mu0: tuple[float, float, float] = (0.8, 0.1, 0.1)
     ident_exclusive: bool = True
     initial_capacity: int = 1024
+    pack_every: int = 8
+    pack_min_tracks: int = 20_000
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

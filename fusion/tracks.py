@@ -162,6 +162,21 @@ class TrackTable:
         self.imm_used[rows] = True
         self.imm_slot[slots] = rows
 
+    def pack(self, order: np.ndarray) -> None:
+        """Move the active tracks listed in `order` (every active slot, once) to slots
+        0..n-1 in that order; the slots above become free. Ids and contents are unchanged;
+        the IMM side table is untouched (its rows follow `imm_slot`)."""
+        order = np.asarray(order, dtype=np.int64)
+        n = order.shape[0]
+        if n != self.n_active:
+            raise ValueError(f"pack needs every active slot once: {n} != {self.n_active}")
+        for name in FIELD_NAMES:
+            arr = getattr(self, name)
+            moved = arr[order]
+            arr[n:] = b"" if name == "ident" else 0
+            arr[:n] = moved
+        self.imm_slot[n:] = -1
+
     def free(self, slots: np.ndarray) -> None:
         """Release slots: status free, id 0, identity cleared, IMM rows returned."""
         slots = np.asarray(slots, dtype=np.int64)

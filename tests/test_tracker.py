@@ -207,9 +207,9 @@ def test_silent_target_inside_coverage_is_deleted_after_max_misses():
     assert tid in res.deleted_ids
 
 
-def run_mixed(seed=3, n_scans=25):
+def run_mixed(seed=3, n_scans=25, config=None):
     rng = np.random.default_rng(seed)
-    tr = Tracker(TrackerConfig(), ORIGIN)
+    tr = Tracker(config or TrackerConfig(), ORIGIN)
     x = np.c_[
         rng.uniform(-5e3, 5e3, (30, 2)), np.zeros(30), rng.normal(0, 10, (30, 2)), np.zeros(30)
     ]
@@ -420,3 +420,17 @@ def test_non_finite_detections_are_rejected_not_tracked():
     res = tr.step(b)
     assert res.rejected == 2 and res.initiated == 1
     assert np.isfinite(tr.picture(False).x).all()
+
+
+def test_repacking_the_table_changes_no_track():
+    from dataclasses import replace
+
+    a, _ = run_mixed(seed=8)
+    b, _ = run_mixed(seed=8, config=replace(TrackerConfig(), pack_every=2, pack_min_tracks=1))
+    pa, pb = a.picture(False), b.picture(False)
+    ia, ib = np.argsort(pa.id), np.argsort(pb.id)
+    assert len(pa) > 20
+    assert np.array_equal(pa.id[ia], pb.id[ib])
+    assert pa.x[ia].tobytes() == pb.x[ib].tobytes()
+    assert pa.P[ia].tobytes() == pb.P[ib].tobytes()
+    assert not np.array_equal(pa.id, pb.id)  # same tracks, other slots

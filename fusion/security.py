@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,6 +169,7 @@ class ZapHandler:
         self.allowlist = allowlist
         self.refused: dict[str, int] = {}
         self.admitted = 0
+        self._last_log: dict[str, float] = {}
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
@@ -216,7 +218,13 @@ class ZapHandler:
 
     def _refuse(self, reason: str, address: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
-        log.warning("refused connection from %s: %s", address, reason)
+        # A refused peer reconnects every few hundred ms: log at most once a second per reason.
+        now = time.monotonic()
+        if now - self._last_log.get(reason, -1e9) >= 1.0:
+            self._last_log[reason] = now
+            log.warning(
+                "refused connection from %s: %s (%d so far)", address, reason, self.refused[reason]
+            )
 
     def answer(self, request: list[bytes]) -> list[bytes]:
         """The ZAP reply (RFC 27) to one request."""

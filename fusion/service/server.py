@@ -165,6 +165,8 @@ class FusionService:
         self.handshakes: dict[tuple[str, str], int] = {}
         self._next_tracks = self._next_status = self._next_snapshot = 0.0
         self._next_tick = 0.0
+        self._states: dict[str, dict[str, Any]] | None = None
+        self._states_t_s = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -472,7 +474,12 @@ class FusionService:
             self.cue_latency.observe_many(np.full(len(fresh), latency_s))
 
     def sensor_states(self, now_s: float) -> dict[str, dict[str, Any]]:
-        return self.liveness.report(now_s)
+        """The liveness report the rules read; rebuilt at most every 0.1 s (a scan per batch
+        must not pay for a dict per sensor each time)."""
+        if self._states is None or now_s - self._states_t_s >= 0.1 or now_s < self._states_t_s:
+            self._states = self.liveness.report(now_s)
+            self._states_t_s = now_s
+        return self._states
 
     def open_cues_by_rule(self) -> dict[str, int]:
         out: dict[str, int] = {}

@@ -10,8 +10,12 @@ This module owns the reader side of a replay's output directory (fusion.replay w
                    (lines with the same t_s form one update); status and cls may be codes or
                    names; uncertainty is `P` (6x6), `P_h` (2x2 east-north) or `sigma_m`
                    (sqrt of the trace of the position covariance, read as isotropic)
-    sites          `sites.geojson` in the directory, or the path named by "sites" in
-                   summary.json / manifest.json / run.json
+    tracks.npz     read when tracks.jsonl is absent (a `fusion demo` run directory): flat
+                   theatre-ENU arrays t_s, id, pos, vel, sigma_m, status, ident, cls and the
+                   frame's `origin`
+    sites          `sites.geojson` in the directory, the path named by "sites" in
+                   summary.json / manifest.json / run.json, or the theatre.sites of the
+                   directory's fusion.toml
 
 Each sample instant holds the whole picture at that time (a track absent from it is gone).
 It gives the final picture, the cues still open, and the whole run as (topic, message) pairs
@@ -228,11 +232,62 @@ def read_replay_dir(path: str | Path) -> ReplayOutput:
                 out.track_frames.append(_row_update(pending))
             except (KeyError, TypeError, ValueError, IndexError):
                 out.bad_lines += 1
-    if not cue_file.is_file() and not trk_file.is_file():
-        raise ReplayOutputError(f"{root}: no cues.jsonl or tracks.jsonl")
+    npz_file = root / "tracks.npz"
+    if not trk_file.is_file() and npz_file.is_file():
+        try:
+            out.track_frames, origin = _frames_from_npz(npz_file)
+        except (OSError, KeyError, ValueError) as exc:
+            raise ReplayOutputError(f"{npz_file}: {exc}") from exc
+        out.manifest.setdefault("origin", origin)
+    if not cue_file.is_file() and not trk_file.is_file() and not npz_file.is_file():
+        raise ReplayOutputError(f"{root}: no cues.jsonl, tracks.jsonl or tracks.npz")
     if (root / "sites.geojson").is_file():
         out.sites_path = root / "sites.geojson"
     elif isinstance(out.manifest.get("sites"), str):
         p = Path(out.manifest["sites"])
         out.sites_path = p if p.is_absolute() else (root / p if (root / p).exists() else p)
+    elif (root / "fusion.toml").is_file():
+        from fusion.config import ConfigError, load_config
+
+        try:
+            out.sites_path = load_config(root / "fusion.toml", run_dir=root).theatre.sites
+        except ConfigError:
+            pass
     return out
+
+
+def _frames_from_npz(path: Path) -> tuple[list[TrackUpdate], list[float]]:
+    """Track updates (one per sample instant) from the flat ENU arrays of tracks.npz."""
+    from fusion.geo import LocalFrame
+
+    with np.load(path) as z:
+        arr = {k: z[k] for k in z.files}
+    origin = [float(v) for v in np.asarray(arr["origin"], dtype=np.float64).reshape(-1)[:3]]
+    t = np.asarray(arr["t_s"], dtype=np.float64)
+    n = t.shape[0]
+    if n == 0:
+        return [], origin
+    llh = LocalFrame(*origin).to_geodetic(np.asarray(arr["pos"], dtype=np.float64).reshape(n, 3))
+    var = np.asarray(arr.get("sigma_m", np.zeros(n)), dtype=np.float64) ** 2 / 3.0
+    P = np.zeros((n, 6, 6))
+    P[:, 0, 0] = P[:, 1, 1] = P[:, 2, 2] = var  # sqrt(trace) only: read as isotropic
+    order = np.argsort(t, kind="stable")
+    times, starts = np.unique(t[order], return_index=True)
+    bounds = list(starts[1:]) + [n]
+    frames = []
+    for t_s, a, b in zip(times, starts, bounds, strict=True):
+        rows = order[a:b]
+        frames.append(
+            TrackUpdate(
+                t_s=float(t_s),
+                id=np.asarray(arr["id"], np.int64)[rows],
+                pos=llh[rows],
+                vel=np.asarray(arr["vel"], np.float64).reshape(n, 3)[rows],
+                P=P[rows],
+                status=np.asarray(arr["status"], np.uint8)[rows],
+                ident=np.asarray(arr["ident"], "S24")[rows],
+                cls=np.asarray(arr["cls"], np.uint8)[rows],
+                n_sensors=np.ones(len(rows), np.uint8),
+            )
+        )
+    return frames, origin

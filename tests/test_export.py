@@ -234,3 +234,33 @@ def test_export_command_from_the_query_socket(tmp_path):
         adapter.close()
         svc.request_stop()
         thread.join(15)
+
+
+def test_read_demo_run_dir_with_tracks_npz(tmp_path):
+    """A `fusion demo` run directory: cues.jsonl, tracks.npz (theatre ENU) and fusion.toml."""
+    from fusion.geo import LocalFrame
+
+    origin = (46.5, 31.0, 0.0)
+    frame = LocalFrame(*origin)
+    llh = np.array([[46.6, 31.1, 50.0], [46.7, 31.2, 0.0], [46.61, 31.11, 50.0]])
+    np.savez_compressed(
+        tmp_path / "tracks.npz",
+        origin=np.array(origin),
+        t_s=np.array([T0 + 1, T0, T0 + 1]),
+        id=np.array([4, 4, 7]),
+        pos=frame.to_enu(llh),
+        vel=np.zeros((3, 3)),
+        sigma_m=np.array([30.0, 30.0, 60.0]),
+        status=np.array([2, 2, 3], np.uint8),
+        ident=np.array([b"", b"", b"mmsi:1"], "S24"),
+        cls=np.array([3, 3, 2], np.uint8),
+    )
+    (tmp_path / "cues.jsonl").write_text(json.dumps(cue("a", "open", T0)) + "\n")
+    (tmp_path / "fusion.toml").write_text(f'[theatre]\nsites = "{DEMO_SITES}"\n')
+    out = read_replay_dir(tmp_path)
+    assert [f.t_s for f in out.track_frames] == [T0, T0 + 1]
+    final = out.final_tracks()
+    assert final.id.tolist() == [4, 7]
+    assert final.pos[:, :2] == pytest.approx(llh[[0, 2], :2], abs=1e-9)
+    assert final.P[1, 0, 0] == pytest.approx(1200.0)  # 60 m over three axes
+    assert out.sites_path == DEMO_SITES and out.manifest["origin"] == list(origin)

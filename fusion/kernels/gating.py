@@ -555,13 +555,31 @@ def gate_pairs_pos(
             dws[q, a] = dw[j, a]
             for b in range(3):
                 Rs[q, a, b] = R[j, a, b]
-    tkeys = np.empty(nt, np.int64)
-    for i in range(nt):
-        ti = rows[i]
-        ix = int(math.floor(x[ti, 0] / cell_m))
-        iy = int(math.floor(x[ti, 1] / cell_m))
-        tkeys[i] = (ix + _KEY_OFFSET) * _KEY_ROW + (iy + _KEY_OFFSET)
-    visit = np.argsort(tkeys, kind="mergesort")
+    if dense:
+        # Counting sort of the tracks by their cell, clamped into the detections' box (the
+        # visiting order only serves locality; each track's query uses its true position).
+        tcell = np.empty(nt, np.int64)
+        tstart = np.zeros(nx * ny + 1, np.int64)
+        for i in range(nt):
+            ti = rows[i]
+            ix = min(max(int(math.floor(x[ti, 0] / cell_m)) - x0, 0), nx - 1)
+            iy = min(max(int(math.floor(x[ti, 1] / cell_m)) - y0, 0), ny - 1)
+            tcell[i] = ix * ny + iy
+            tstart[tcell[i] + 1] += 1
+        for c in range(nx * ny):
+            tstart[c + 1] += tstart[c]
+        visit = np.empty(nt, np.int64)
+        for i in range(nt):
+            visit[tstart[tcell[i]]] = i
+            tstart[tcell[i]] += 1
+    else:
+        tkeys = np.empty(nt, np.int64)
+        for i in range(nt):
+            ti = rows[i]
+            ix = int(math.floor(x[ti, 0] / cell_m))
+            iy = int(math.floor(x[ti, 1] / cell_m))
+            tkeys[i] = (ix + _KEY_OFFSET) * _KEY_ROW + (iy + _KEY_OFFSET)
+        visit = np.argsort(tkeys, kind="mergesort")
     for v in range(nt):
         i = visit[v]
         ti = rows[i]

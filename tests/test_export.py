@@ -264,3 +264,36 @@ def test_read_demo_run_dir_with_tracks_npz(tmp_path):
     assert final.pos[:, :2] == pytest.approx(llh[[0, 2], :2], abs=1e-9)
     assert final.P[1, 0, 0] == pytest.approx(1200.0)  # 60 m over three axes
     assert out.sites_path == DEMO_SITES and out.manifest["origin"] == list(origin)
+
+
+def test_to_geojson_from_picture_and_siteset():
+    """The in-process form: a tracker's TrackPicture (theatre ENU), cue bodies, a SiteSet."""
+    from fusion.picture import TrackPicture
+    from fusion.sites import load_sites
+
+    ss = load_sites(DEMO_SITES)
+    llh = np.array([[46.7, 31.2, 100.0]])
+    enu = ss.frame.to_enu(llh)
+    Rt = ss.frame.rotation_at(llh)[0]  # local ENU at the track -> theatre
+    P_local = np.diag([50.0**2, 10.0**2, 5.0**2, 1.0, 1.0, 1.0])
+    T = np.zeros((6, 6))
+    T[:3, :3] = T[3:, 3:] = Rt
+    pic = TrackPicture(
+        t_s=T0, origin=ss.frame.origin, id=np.array([11]),
+        x=np.hstack([enu, (Rt @ [0.0, 7.0, 0.0])[None]]), P=(T @ P_local @ T.T)[None],
+        t_upd_s=np.array([T0 - 1]), status=np.array([2], np.uint8),
+        ident=np.array([b""], "S24"), cls=np.array([3], np.uint8),
+        n_sensors=np.array([2], np.uint8), sensor_kinds=np.array([2], np.uint8),
+        hits=np.array([9], np.int32), quality=np.array([0.8]),
+    )  # fmt: skip
+    fc = to_geojson(pic, [cue("a", "open", T0)], ss)
+    (trk,) = [f for f in fc["features"] if f["properties"]["layer"] == "track"]
+    lon, lat, alt = trk["geometry"]["coordinates"]
+    assert (lat, lon, alt) == pytest.approx((46.7, 31.2, 100.0), abs=1e-8)
+    p = trk["properties"]
+    assert p["t_s"] == T0 - 1
+    assert min(p["course_deg"], 360.0 - p["course_deg"]) == pytest.approx(0.0, abs=1e-6)
+    # the ellipse is the local one (50 m east-west, 10 m north-south), rotated back exactly
+    assert p["ellipse_a_m"] == pytest.approx(ELLIPSE_K * 50) and p["le_m"] == pytest.approx(5)
+    assert p["ellipse_bearing_deg"] % 180 == pytest.approx(90.0, abs=1e-6)
+    assert {f["properties"]["layer"] for f in fc["features"]} >= {"site", "line", "buffer", "cue"}

@@ -283,7 +283,7 @@ def track_event(
     _point(ev, row.lat_deg, row.lon_deg, row.alt_m, row.ce_m, row.le_m)
     detail = ET.SubElement(ev, "detail")
     ve, vn = row.vel_enu[0], row.vel_enu[1]
-    course = math.degrees(math.atan2(ve, vn)) % 360.0
+    course = round(math.degrees(math.atan2(ve, vn)) % 360.0, 2) % 360.0  # never "360.00"
     ET.SubElement(
         detail, "track", {"course": f"{course:.2f}", "speed": f"{math.hypot(ve, vn):.3f}"}
     )

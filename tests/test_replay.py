@@ -75,7 +75,7 @@ def test_bad_frames_are_counted_and_do_not_disturb_the_run(short_feed, clean_run
     assert res.cues == clean.cues
 
 
-def test_strip_ident_keeps_identities_for_scoring_only(short_demo) -> None:
+def test_strip_ident_keeps_identities_for_scoring_only(short_demo, tmp_path) -> None:
     msgs = list(SimSensors(short_demo).messages())
     res = replay_messages(msgs, origin=short_demo.origin, strip_ident=True)
     assert res.idents is not None
@@ -87,6 +87,12 @@ def test_strip_ident_keeps_identities_for_scoring_only(short_demo) -> None:
 
     s = score_identities(res.idents["t_s"], res.idents["ident"], res.idents["track"])
     assert s.completeness > 0.8 and s.purity > 0.95
+    # `fusion evaluate` on such a run scores the stripped identities.
+    from fusion.evaluate_run import evaluate_run
+
+    write_run(res, tmp_path)
+    report = evaluate_run(tmp_path)
+    assert report["identities"]["purity"] == pytest.approx(s.purity)
 
 
 def test_commands_scenario_replay_evaluate(tmp_path) -> None:

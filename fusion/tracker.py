@@ -54,7 +54,7 @@ from fusion.kernels.extended import (
     MEAS_POS_VEL,
     update_measurements,
 )
-from fusion.kernels.frames import congruence3
+from fusion.kernels.frames import congruence3, finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row
@@ -201,10 +201,12 @@ class Tracker:
             raise ValueError(f"a {batch.kind} batch needs the sensor's site")
         if n == 0:
             return StepResult(t_s=self.t_now_s)
-        finite = np.isfinite(t) & np.isfinite(z).all(axis=1) & np.isfinite(R).all(axis=(1, 2))
+        finite = np.empty(n, dtype=np.bool_)
+        bad = finite_rows(t, z, R, finite)
         if batch.vel is not None:
             finite &= np.isfinite(np.asarray(batch.vel, dtype=np.float64)).all(axis=1)
-        if not finite.all():
+            bad = n - int(finite.sum())
+        if bad:
             # The validator should have refused these; never let a NaN into a track.
             keep = np.flatnonzero(finite)
             sub = replace(batch, t=t[keep], z=z[keep], R=R[keep])

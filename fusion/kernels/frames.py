@@ -1,11 +1,14 @@
 """Batched covariance transforms for the tracker's conversion of a batch into the theatre frame.
 
-This module owns one small job: C_out = A C A^T for many 3x3 matrices at once, with the trace
-of each result (the gating grid's measure of a detection's spread). numpy's stacked matmul
+This module owns two small jobs of that conversion: C_out = A C A^T for many 3x3 matrices at
+once, with the trace of each result (the gating grid's measure of a detection's spread), and
+the finiteness check of a batch's rows. numpy's stacked matmul
 spends most of its time in per-matrix dispatch at this size; a plain loop does not.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -48,3 +51,23 @@ def congruence3(A: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     tr = np.empty(C.shape[0])
     congruence3_into(A, C, out, tr)
     return out, tr
+
+
+@njit
+def finite_rows(t: np.ndarray, z: np.ndarray, R: np.ndarray, out: np.ndarray) -> int:
+    """out[k] = t[k], z[k] and R[k] are all finite; returns how many rows are not.
+
+    t (n,), z (n, m), R (n, m, m) float64; one pass instead of numpy's three and their
+    temporaries (this runs on every batch).
+    """
+    bad = 0
+    for k in range(t.shape[0]):
+        ok = math.isfinite(t[k])
+        for a in range(z.shape[1]):
+            ok = ok and math.isfinite(z[k, a])
+            for b in range(R.shape[2]):
+                ok = ok and math.isfinite(R[k, a, b])
+        out[k] = ok
+        if not ok:
+            bad += 1
+    return bad

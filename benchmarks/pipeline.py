@@ -39,7 +39,9 @@ COVERAGE_M = 15_000.0
 PROFILE = bool(os.environ.get("FUSION_BENCH_PROFILE"))  # cProfile the service (service.prof)
 
 
-def _service(tmp: Path, n_adapters: int, lag_s: float) -> tuple[subprocess.Popen, Path]:
+def _service(
+    tmp: Path, n_adapters: int, lag_s: float, plaintext: bool = False
+) -> tuple[subprocess.Popen, Path]:
     from fusion.service.testing import write_config
 
     adapters = {f"adapter{i}": [f"radar-{i}"] for i in range(n_adapters)}
@@ -47,6 +49,7 @@ def _service(tmp: Path, n_adapters: int, lag_s: float) -> tuple[subprocess.Popen
     _, path = write_config(
         tmp,
         adapters=adapters,
+        plaintext=plaintext,
         service={
             "reorder_lag_s": lag_s,
             "snapshot_interval_s": 0.5,
@@ -114,7 +117,8 @@ def _adapters(
 
     config = load_config(config_path)
     kd = config.security.keys_dir
-    server = load_keypair(kd / "fusion.key").public
+    plaintext = config.security.plaintext_loopback
+    server = None if plaintext else load_keypair(kd / "fusion.key").public
     ctx = zmq.Context(io_threads=1)
     frame = LocalFrame(46.5, 31.0, 0.0)
     rng = np.random.default_rng(5)
@@ -123,7 +127,8 @@ def _adapters(
         s = ctx.socket(zmq.DEALER)
         s.linger = 0
         s.sndhwm = 0
-        secure_client(s, load_secret(f"adapter{i}", kd), server)
+        if not plaintext:
+            secure_client(s, load_secret(f"adapter{i}", kd), server)
         s.connect(config.service.ingest)
         socks.append(s)
         # Each adapter covers its own region (15 km around its site, declared in heartbeats,
@@ -231,7 +236,7 @@ def _phase(args: argparse.Namespace, rate: float, label: str) -> dict:
     from fusion.messages import CueEvent
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{label}-"))
-    proc, path = _service(tmp, args.adapters, args.lag)
+    proc, path = _service(tmp, args.adapters, args.lag, args.plaintext)
     config = load_config(path)
     client = FusionClient.from_config(config, key="subscriber", timeout_s=5.0)
     try:
@@ -320,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=50_000.0, help="latency phase det/s")
     ap.add_argument("--lag", type=float, default=0.0, help="reorder_lag_s of the service")
     ap.add_argument("--window", type=int, default=150, help="unacked batches per adapter")
+    ap.add_argument("--plaintext", action="store_true", help="CURVE off (for comparison)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--json", type=Path)
@@ -332,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "platform": platform.platform(),
         },
         "config": {k: v for k, v in vars(args).items() if k != "json"},
-        "curve": True,
+        "curve": not args.plaintext,
     }
     if not args.skip_throughput:
         out["throughput"] = _phase(args, 0.0, "throughput")

@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
     "decoders": ([], []),
     "pipeline": ([], []),
     "evaluation": ([], []),
+    "cot": ([], ["--cues", "100", "--burst", "500"]),
 }
 
 

@@ -96,6 +96,7 @@ class StepResult:
     deleted: int = 0  # tracks deleted in this step
     superseded: int = 0  # detections dropped for a later one of the same identity
     rejected: int = 0  # detections dropped for a non-finite time, value or covariance
+    late: int = 0  # assigned detections older than their track's state (taken at dt = 0)
     pairs: int = 0  # gated (track, detection) pairs
     clusters: int = 0  # assignment clusters solved
     deleted_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -361,6 +362,7 @@ class Tracker:
         else:
             rows = cols = np.zeros(0, np.int64)
         if rows.shape[0]:
+            res.late = int(np.count_nonzero(t[cols] < tab.t_s[rows]))
             self._update(rows, cols, t, z_meas, R_meas, meas, M, c)
             res.assigned = int(rows.shape[0])
             # Bookkeeping of the updated tracks: sensors, kinds, identity, class.

@@ -434,3 +434,13 @@ def test_repacking_the_table_changes_no_track():
     assert pa.x[ia].tobytes() == pb.x[ib].tobytes()
     assert pa.P[ia].tobytes() == pb.P[ib].tobytes()
     assert not np.array_equal(pa.id, pb.id)  # same tracks, other slots
+
+
+def test_late_detection_is_counted_and_taken_at_the_tracks_time():
+    tr = Tracker(TrackerConfig(), ORIGIN)
+    p = np.array([1000.0, 0.0, 0.0])
+    for k in range(5):
+        tr.step(pos_batch(p, T0 + 2 * k, 10.0, seq=k))
+    res = tr.step(pos_batch(p + [5.0, 0, 0], T0 + 7.0, 10.0, seq=6))  # older than T0 + 8
+    assert res.assigned == 1 and res.late == 1
+    assert tr.picture().t_upd_s[0] == T0 + 8.0

@@ -220,3 +220,23 @@ def test_sensor_outage_cue_from_heartbeats_with_the_real_core(tmp_path):
         a.close()
         svc.request_stop()
         thread.join(10)
+
+
+def test_late_batches_dropped_by_policy_are_counted_and_acknowledged(tmp_path):
+    config, _ = write_config(tmp_path, service={"reorder_lag_s": 0.05, "late_policy": "drop"})
+    svc, thread = _start(config)
+    a = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
+    try:
+        now = time.time()
+        a.send_msg(make_batch("s1", 1, t_s=now))
+        assert a.wait_ack("s1", 1)
+        a.send_msg(make_batch("s1", 2, t_s=now - 60.0))  # a minute older than released data
+        a.send_msg(make_batch("s1", 3, t_s=now + 0.1))
+        assert a.wait_ack("s1", 3)
+        assert svc.reorder.late == 1 and svc.reorder.late_dropped == 1
+        assert svc.core.seen == [("s1", 1), ("s1", 3)]
+        assert svc.counters()["late_dropped"] == 1
+    finally:
+        a.close()
+        svc.request_stop()
+        thread.join(10)

@@ -7,11 +7,11 @@ theatre frame; the arithmetic lives in the kernels (`fusion.kernels.*`), the mem
 
 One `step(batch)`:
 
-1. Convert: `pos` detections go from WGS84 to theatre ENU (`LocalFrame.to_enu`) with their
-   local-ENU covariance rotated into the theatre frame (and a reported velocity likewise);
-   `polar` detections keep (range, az, el) for the EKF update and get a converted position
-   (and covariance) for the gating grid and for starting tracks; `bearing` detections are
-   used only to update existing tracks (one bearing does not locate a target); `event`
+1. Convert (`fusion.tracker_batch`): `pos` detections go from WGS84 to theatre ENU with
+   their local-ENU covariance rotated into the theatre frame (and a reported velocity
+   likewise); `polar` detections keep (range, az, el) for the EKF update and get a converted
+   position (and covariance) for the gating grid and for starting tracks; `bearing`
+   detections only update existing tracks (one bearing does not locate a target); `event`
    batches are not tracked and come back untouched in `StepResult.events`.
 2. Coverage: the tracks that can be in the sensor's coverage (within its range of the site,
    at the batch's time; everywhere for a `pos` sensor with no declared coverage).
@@ -44,17 +44,16 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fusion.geo import LocalFrame, aer_jacobian, aer_to_enu
+from fusion.geo import LocalFrame
 from fusion.kernels import lifecycle
 from fusion.kernels.assignment import gnn_clusters
 from fusion.kernels.extended import (
     MEAS_BEARING,
-    MEAS_POLAR,
     MEAS_POS,
     MEAS_POS_VEL,
     update_measurements,
 )
-from fusion.kernels.frames import congruence3, finite_rows
+from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row
@@ -68,21 +67,16 @@ from fusion.messages import (
 )
 from fusion.models import ImmModelSet
 from fusion.picture import TrackPicture
+from fusion.tracker_batch import theatre_batch
 from fusion.tracker_config import TrackerConfig
 from fusion.tracks import (
     COASTING,
     CONFIRMED,
     FREE,
-    KIND_BIT_BEARING,
-    KIND_BIT_POLAR,
-    KIND_BIT_POS_COOP,
-    KIND_BIT_POS_NONCOOP,
     TrackTable,
 )
 
 SNAPSHOT_VERSION = 1
-# Reported velocity without a covariance: taken with this standard deviation per axis.
-DEFAULT_VEL_SIGMA_MPS = 5.0
 
 
 @dataclass
@@ -224,72 +218,20 @@ class Tracker:
         tab = self.table
         res = StepResult(t_s=self.t_now_s)
 
-        # 1. Convert into the theatre frame.
+        # 1. Convert into the theatre frame (fusion.tracker_batch).
         M, c = (np.eye(3), np.zeros(3)) if batch.site is None else self._transform(batch.site)
-        vel = vel_R = None
-        if batch.kind == KIND_POS:
-            meas = MEAS_POS
-            pos = self.frame.to_enu(z)
-            Rt = self.frame.rotation_at(z)  # (n, 3, 3) local ENU -> theatre
-            R_pos, det_tr = congruence3(Rt, R)
-            z_meas, R_meas = pos, R_pos
-            if batch.vel is not None:
-                meas = MEAS_POS_VEL
-                vel = np.einsum("nij,nj->ni", Rt, np.asarray(batch.vel, dtype=np.float64))
-                if batch.vel_R is not None:
-                    vel_R = congruence3(Rt, batch.vel_R)[0]
-                else:
-                    vel_R = np.tile(np.eye(3) * DEFAULT_VEL_SIGMA_MPS**2, (n, 1, 1))
-                z_meas = np.concatenate([pos, vel], axis=1)
-                R_meas = np.zeros((n, 6, 6))
-                R_meas[:, :3, :3] = R_pos
-                R_meas[:, 3:, 3:] = vel_R
-        elif batch.kind == KIND_POLAR:
-            meas = MEAS_POLAR
-            q = aer_to_enu(z)  # sensor-frame ENU
-            pos = (q - c) @ M  # theatre: M.T @ (q - c)
-            G = M.T @ np.linalg.inv(aer_jacobian(q))  # d theatre / d (range, az, el)
-            R_pos, det_tr = congruence3(G, R)
-            z_meas, R_meas = z, R
-        else:
-            meas = MEAS_BEARING
-            pos = np.zeros((n, 3))
-            R_pos = np.zeros((n, 3, 3))
-            det_tr = np.zeros(n)
-            z_meas, R_meas = z, R
-        if batch.ident is None:
-            dident = None
-            has_id = np.zeros(n, dtype=np.bool_)
-        else:
-            dident = np.ascontiguousarray(batch.ident, dtype="S24")
-            has_id = dident != b""
-        dcls = (
-            np.full(n, CLS_UNKNOWN, np.uint8)
-            if batch.cls is None
-            else np.ascontiguousarray(batch.cls, dtype=np.uint8)
+        tb = theatre_batch(batch, t, z, R, self.frame, M, c, p["q_h_m2s3"].shape[0])
+        meas, z_meas, R_meas, pos, R_pos, det_tr = tb.meas, tb.z, tb.R, tb.pos, tb.R_pos, tb.det_tr
+        vel, vel_R, dident, has_id, cooperative = (
+            tb.vel,
+            tb.vel_R,
+            tb.ident,
+            tb.has_id,
+            tb.cooperative,
         )
-        if dcls.size and int(dcls.max()) >= p["q_h_m2s3"].shape[0]:
-            raise ValueError("detection class code out of range")
-        cooperative = bool(has_id.any())
+        dcls, kind_bits, usable = tb.cls, tb.kind_bits, tb.usable
+        res.superseded = tb.superseded
         sensor_bit = self._sensor_bit(batch.sensor)
-        if batch.kind == KIND_POS:
-            kind_bits = np.where(has_id, KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
-        elif batch.kind == KIND_POLAR:
-            kind_bits = np.full(n, KIND_BIT_POLAR)
-        else:
-            kind_bits = np.full(n, KIND_BIT_BEARING)
-        kind_bits = kind_bits.astype(np.uint8)
-
-        # Several reports of one identity in a batch: keep the latest (stable, so ties keep the
-        # last one in the batch).
-        usable = np.ones(n, dtype=np.bool_)
-        if cooperative:
-            idx = np.flatnonzero(has_id)
-            order = idx[np.lexsort((t[idx], dident[idx]))]
-            last = np.ones(order.shape[0], dtype=np.bool_)
-            last[:-1] = dident[order[1:]] != dident[order[:-1]]
-            usable[order[~last]] = False
-            res.superseded = int((~last).sum())
 
         # 2. Coverage.
         active = tab.active_slots()

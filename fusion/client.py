@@ -181,6 +181,8 @@ class Subscription:
         self.last_cue_seq = since_seq
         self.missed = 0
         self.missed_by_topic: dict[str, int] = {}
+        self.unfilled_gaps = 0  # cue holes the store could not fill (query timed out)
+        self._baseline = catch_up or since_seq > 0
         self._reported = 0
         self._report_interval_s = report_interval_s
         self._next_report = time.monotonic() + report_interval_s
@@ -272,12 +274,20 @@ class Subscription:
             return False
         if isinstance(r.message, CueEvent):
             seq = int(r.message.body.get("seq", 0))
+            if not self._baseline:
+                # Live only: the first cue received is where this subscriber's stream starts.
+                self._baseline = True
+                self.last_cue_seq = seq
+                return True
             if seq <= self.last_cue_seq:
                 return False  # already yielded from the history
             if seq > self.last_cue_seq + 1:
                 # A hole (dropped at the HWM, or published before we subscribed): fill it from
-                # the store in order, then this one.
-                self._catch_up()
+                # the store in order, then this one. If the store does not answer, go on live.
+                try:
+                    self._catch_up()
+                except QueryError:
+                    self.unfilled_gaps += 1
                 if seq <= self.last_cue_seq:
                     return False
             self.last_cue_seq = seq

@@ -225,3 +225,17 @@ def test_fusion_subscribe_command_prints_json_lines(tmp_path, capsys):
         adapter.close()
         svc.request_stop()
         thread.join(10)
+
+
+def test_live_only_subscription_starts_at_the_first_cue(running):
+    r = running
+    r.send(1, 20)
+    assert r.adapter.wait_ack("s1", 20)
+    sub = r.client.subscribe(["cue"], catch_up=False)
+    time.sleep(0.3)  # let the subscription reach the publisher
+    r.send(21, 40)
+    got = []
+    while (m := sub.next(timeout_s=2)) is not None:
+        got.append(m.message.body["seq"])
+    assert got == [5, 6, 7, 8]  # cues of batches 25, 30, 35, 40; no history
+    sub.close()

@@ -286,3 +286,22 @@ def test_ingest_bounds_sensor_ids_and_binding_labels(monkeypatch):
     for i in range(4):
         ing2.handle([zmq.Frame(b"id"), F(protocol.encode(make_batch(f"x{i}", 1)))], time.time())
     assert ing2.binding_rejects == {("a", "x0"): 1, ("a", "x1"): 1, ("a", "_other"): 2}
+
+
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ('[theatre]\nsites = "missing.geojson"\n', "theatre.sites"),
+        ('[theatre]\nsites = "sites/demo.geojson"\n[rules]\nbogus = 1\n', r"\[rules\]"),
+        ("[tracker]\nbogus = 1\n", r"\[tracker\] has unknown key"),
+    ],
+)
+def test_core_configuration_errors_are_config_errors(tmp_path, extra, match):
+    from pathlib import Path
+
+    from fusion.service.core import FusionCore
+
+    config_dir = Path("configs").resolve()
+    c = load_config(config_dir / "x.toml", text=extra)
+    with pytest.raises(ConfigError, match=match):
+        FusionCore(c)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion.config import FusionConfig, tracker_config
+from fusion.config import ConfigError, FusionConfig, tracker_config
 from fusion.messages import KIND_EVENT, TRACK_STATUS_NAMES, Detections, Heartbeat, TrackUpdate
 from fusion.picture import TrackPicture
 
@@ -156,11 +156,19 @@ class FusionCore:
 
 
 def _build_rules(config: FusionConfig, frame: Any) -> Any:
+    """The rule engine over the configured sites; a bad sites file or [rules] table is a
+    ConfigError naming it."""
     from fusion.rules.engine import RuleEngine
     from fusion.sites import load_sites
 
-    sites = load_sites(Path(config.theatre.sites), frame)
-    return RuleEngine(sites, config.rules or None)
+    try:
+        sites = load_sites(Path(config.theatre.sites), frame)
+    except (ValueError, OSError) as exc:  # SiteError is a ValueError
+        raise ConfigError(f"{config.source}: theatre.sites {config.theatre.sites}: {exc}") from None
+    try:
+        return RuleEngine(sites, config.rules or None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{config.source}: [rules]: {exc}") from None
 
 
 def _warm_tracker(tracker: Any, origin: tuple[float, float, float]) -> float:

@@ -44,7 +44,7 @@ ADAPTER_KEY = "sim"  # configs/fusion.toml admits this adapter key for every sen
 SUBSCRIBER_KEY = "subscriber"
 PLAY_WALL_S = 45.0  # the scenario plays in this much wall time by default
 FAST_SPEED = 60.0  # --fast: tests
-TRACK_PUBLISH_HZ = 10.0  # often enough to sample the picture about once per scenario second
+TRACK_PUBLISH_HZ = 10.0  # at least; and once per scenario second, to sample the picture
 SAMPLE_HOLD_S = 5.0  # a track picture older than this (scenario s) is not used for a sample
 DEMO_DURATION_S = 600.0  # long enough for the scripted loiter (5 min dwell)
 # The service's reorder lag is wall time, and so is the jitter between the links of one busy
@@ -157,7 +157,7 @@ def write_run_config(template: Path, run_dir: Path, ports: list[int], speed: flo
         ("publish", json.dumps(f"tcp://127.0.0.1:{publish}")),
         ("query", json.dumps(f"tcp://127.0.0.1:{query}")),
         ("metrics_port", str(metrics)),
-        ("track_publish_hz", repr(TRACK_PUBLISH_HZ)),
+        ("track_publish_hz", repr(max(TRACK_PUBLISH_HZ, float(round(speed))))),
         ("reorder_lag_s", repr(lag_s)),
         ("sites", json.dumps(str(sites_path))),
     ):

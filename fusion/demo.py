@@ -230,12 +230,7 @@ class ServiceProcess:
 
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s:
-            code = self.proc.poll()
-            if code is not None:
-                raise DemoError(
-                    f"the fusion service exited with code {code} during start-up; "
-                    f"last lines of {self.log_path}:\n{self.tail()}"
-                )
+            self.check_running()
             try:
                 client.status()
                 return time.monotonic() - t0
@@ -245,6 +240,14 @@ class ServiceProcess:
             f"the fusion service did not answer within {timeout_s:.0f} s; "
             f"last lines of {self.log_path}:\n{self.tail()}"
         )
+
+    def check_running(self) -> None:
+        code = self.proc.poll()
+        if code is not None:
+            raise DemoError(
+                f"the fusion service exited with code {code}; "
+                f"last lines of {self.log_path}:\n{self.tail()}"
+            )
 
     def stop(self, timeout_s: float) -> int:
         """SIGTERM (the service drains, snapshots and exits 0); SIGKILL after `timeout_s`."""
@@ -337,7 +340,9 @@ class Recorder:
     """Cue events and track pictures read from the service's streams (scenario time).
 
     The service publishes one picture as one message per class (topics trk.<class>) with the
-    picture's time; the messages of one time are merged back into one picture here."""
+    picture's time; the messages of one time are merged back into one picture here. Positions
+    stay WGS84 until `sampled`: converting them as they arrive could compile a numba kernel on
+    a cold cache, and a compile holds the GIL for seconds, starving the sensors' links."""
 
     def __init__(self, frame: Any, shift_s: float) -> None:
         self.frame, self.shift_s = frame, shift_s
@@ -356,10 +361,9 @@ class Recorder:
             return m.body
         if isinstance(m, TrackUpdate) and len(m):
             self.confirmed.update(int(i) for i in m.id)
-            enu = self.frame.to_enu(m.pos)
             pic = self.pictures.setdefault(float(m.t_s) - self.shift_s, {})
             for i in range(len(m)):
-                pic[int(m.id[i])] = (enu[i], m.vel[i], m.status[i], m.ident[i], m.cls[i])
+                pic[int(m.id[i])] = (m.pos[i], m.vel[i], m.status[i], m.ident[i], m.cls[i])
             self.n_tracks = len(pic)
         return None
 
@@ -376,7 +380,8 @@ class Recorder:
                 continue
             pic = self.pictures[float(pt[i])]
             ids = np.fromiter(pic, np.int64, len(pic))
-            pos, vel, status, ident, cls = (np.array(c) for c in zip(*pic.values(), strict=True))
+            llh, vel, status, ident, cls = (np.array(c) for c in zip(*pic.values(), strict=True))
+            pos = self.frame.to_enu(llh.reshape(-1, 3))
             rows.append(
                 {"t_s": np.full(len(ids), t), "id": ids, "pos": pos + vel * (t - pt[i]),
                  "vel": vel, "sigma_m": np.zeros(len(ids)), "status": status.astype(np.uint8),
@@ -408,7 +413,7 @@ def choose_speed(opts: DemoOptions, duration_s: float) -> float:
 def run_demo(opts: DemoOptions, view: View) -> DemoResult:
     """One demo run, start to summary. Raises DemoError when something cannot start; a
     KeyboardInterrupt stops everything cleanly and returns with `interrupted` set."""
-    from fusion.client import FusionClient
+    from fusion.client import FusionClient, QueryError
     from fusion.config import load_config
     from fusion.scenario import build_demo
 
@@ -467,21 +472,27 @@ def run_demo(opts: DemoOptions, view: View) -> DemoResult:
         while streamer.is_alive():
             pump(0.1)
             view.progress(streamer.t_rel_s, sum(streamer.sent.values()), recorder.n_tracks)
+            service.check_running()
         walls["played_s"] = time.monotonic() - t_play
         if streamer.error is not None:
             raise DemoError(f"the simulated sensors failed: {streamer.error!r}")
         view.stop_stream()
         view.phase("flushing the links (every batch acknowledged)")
+        flush_until = time.monotonic() + opts.drain_timeout_s
         for link in links.values():
-            if not link.flush(opts.drain_timeout_s):
+            if not link.flush(max(flush_until - time.monotonic(), 0.1)):
                 view.phase(f"link {link.config.sensor}: {link.pending} batches unacknowledged")
+        service.check_running()
         # Everything is acknowledged, so processed; cues from the last scans are on the way.
         t_end = time.monotonic() + 10.0
         quiet_until = time.monotonic() + 1.0
         while time.monotonic() < min(quiet_until, t_end):
             if pump(0.1):
                 quiet_until = time.monotonic() + 0.5
-        result.counters = client.status().counters
+        try:
+            result.counters = client.status().counters
+        except QueryError as exc:
+            view.phase(f"no final status from the service: {exc}")
     except KeyboardInterrupt:
         result.interrupted = True
         view.phase("interrupted: stopping the sensors and the service")
@@ -490,7 +501,7 @@ def run_demo(opts: DemoOptions, view: View) -> DemoResult:
             streamer.stop_event.set()
             streamer.join(5.0)
         for link in links.values():
-            link.close(drain_s=0.5 if result.interrupted else 2.0)
+            link.close(drain_s=0.5)  # flushed already on the normal path
         if sub is not None:
             sub.close()
         client.close()

@@ -56,7 +56,7 @@ from fusion.kernels.extended import (
 from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
-from fusion.kernels.kalman import predict_per_row
+from fusion.kernels.kalman import predict_per_row, predict_update_pos
 from fusion.messages import (
     CLS_UNKNOWN,
     KIND_BEARING,
@@ -483,8 +483,14 @@ class Tracker:
     def _update(self, rows, cols, t, z, R, meas, M, c) -> None:
         """Predict each assigned track to its detection's time, then update it there."""
         tab, p = self.table, self._p
-        dt = np.maximum(t[cols] - tab.t_s[rows], 0.0)
         imm = tab.imm_slot[rows] >= 0
+        if meas == MEAS_POS and not imm.any():
+            # The common case in one kernel: CV predict, Joseph update, state time.
+            predict_update_pos(
+                tab.x, tab.P, tab.t_s, tab.cls, rows, cols, t, z, R, p["q_h_m2s3"], p["q_v_m2s3"]
+            )
+            return
+        dt = np.maximum(t[cols] - tab.t_s[rows], 0.0)
         plain = ~imm
         if plain.any():
             r_, c_ = rows[plain], cols[plain]

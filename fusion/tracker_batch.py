@@ -23,7 +23,7 @@ import numpy as np
 
 from fusion.geo import LocalFrame, aer_jacobian, aer_to_enu
 from fusion.kernels.extended import MEAS_BEARING, MEAS_POLAR, MEAS_POS, MEAS_POS_VEL
-from fusion.kernels.frames import congruence3
+from fusion.kernels.frames import congruence3, geodetic_batch_into
 from fusion.messages import CLS_UNKNOWN, KIND_POLAR, KIND_POS, Detections
 from fusion.tracks import (
     KIND_BIT_BEARING,
@@ -71,9 +71,14 @@ def theatre_batch(
     vel = vel_R = None
     if batch.kind == KIND_POS:
         meas = MEAS_POS
-        pos = frame.to_enu(z)
-        Rt = frame.rotation_at(z)  # (n, 3, 3) local ENU -> theatre
-        R_pos, det_tr = congruence3(Rt, R)
+        if z.shape[1] != 3:
+            raise ValueError(f"llh: expected shape (n, 3) or (3,), got {z.shape}")
+        pos = np.empty((n, 3))
+        Rt = np.empty((n, 3, 3))  # local ENU -> theatre
+        R_pos = np.empty((n, 3, 3))
+        det_tr = np.empty(n)
+        if geodetic_batch_into(z, R, frame.ecef0, frame.R0, pos, Rt, R_pos, det_tr):
+            raise ValueError("llh: latitude outside [-90, 90] degrees")
         z_meas, R_meas = pos, R_pos
         if batch.vel is not None:
             meas = MEAS_POS_VEL

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from fusion.geo import ecef_of, enu_rotation_into
 from fusion.jit import njit
 
 
@@ -70,4 +71,63 @@ def finite_rows(t: np.ndarray, z: np.ndarray, R: np.ndarray, out: np.ndarray) ->
         out[k] = ok
         if not ok:
             bad += 1
+    return bad
+
+
+@njit
+def geodetic_batch_into(
+    llh: np.ndarray,
+    C: np.ndarray,
+    ecef0: np.ndarray,
+    R0: np.ndarray,
+    pos: np.ndarray,
+    Rt: np.ndarray,
+    C_out: np.ndarray,
+    tr: np.ndarray,
+) -> int:
+    """A `pos` batch into the theatre frame in one pass: pos[k] = ENU of llh[k] (deg, deg, m)
+    in the frame (ecef0, R0), Rt[k] the rotation from the local ENU frame at the point into the
+    theatre frame, C_out[k] = Rt[k] C[k] Rt[k]^T and tr[k] its trace.
+
+    The same operations as `LocalFrame.to_enu`, `LocalFrame.rotation_at` and
+    `congruence3_into` (bit-identical results) without their three passes and temporaries.
+    Returns the number of rows whose latitude is outside [-90, 90] (nothing is written for
+    those; the caller refuses the batch).
+    """
+    deg = math.pi / 180.0
+    Rp = np.empty((3, 3))
+    AC = np.empty((3, 3))
+    bad = 0
+    for k in range(llh.shape[0]):
+        if abs(llh[k, 0]) > 90.0:
+            bad += 1
+            continue
+        lat = llh[k, 0] * deg
+        lon = llh[k, 1] * deg
+        x, y, z = ecef_of(lat, lon, llh[k, 2])
+        dx = x - ecef0[0]
+        dy = y - ecef0[1]
+        dz = z - ecef0[2]
+        for a in range(3):
+            pos[k, a] = R0[a, 0] * dx + R0[a, 1] * dy + R0[a, 2] * dz
+        enu_rotation_into(lat, lon, Rp)
+        for a in range(3):
+            for b in range(3):
+                Rt[k, a, b] = R0[a, 0] * Rp[b, 0] + R0[a, 1] * Rp[b, 1] + R0[a, 2] * Rp[b, 2]
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for m in range(3):
+                    s += Rt[k, i, m] * C[k, m, j]
+                AC[i, j] = s
+        t = 0.0
+        for i in range(3):
+            for j in range(i, 3):
+                s = 0.0
+                for m in range(3):
+                    s += AC[i, m] * Rt[k, j, m]
+                C_out[k, i, j] = s
+                C_out[k, j, i] = s
+            t += C_out[k, i, i]
+        tr[k] = t
     return bad

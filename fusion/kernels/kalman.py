@@ -41,6 +41,7 @@ __all__ = [
     "update_position",
     "update_position_velocity",
     "update_linear",
+    "predict_update_pos",
     "warm_up",
 ]
 
@@ -664,6 +665,107 @@ def update_linear(
     return applied
 
 
+@njit
+def _joseph_pos3(x: np.ndarray, P: np.ndarray, y: np.ndarray, R: np.ndarray, work: np.ndarray):
+    """``joseph_select_row`` with m = 3 as a constant (the loops unroll) and no log det: the
+    same operations in the same order, so bit-identical x and P. Returns d2 (inf: skipped)."""
+    L = work[_L]
+    K = work[_K]
+    AP = work[_AP]
+    KR = work[_KR]
+    w = work[_VEC, 1]
+    for i in range(3):
+        for j in range(i, 3):
+            v = P[i, j] + 0.5 * (R[i, j] + R[j, i])
+            L[i, j] = v
+            L[j, i] = v
+    if not _cholesky_in_place(L, 3):
+        return math.inf
+    d2 = _mahalanobis(L, y, 3, w)
+    if not d2 < math.inf:
+        return math.inf
+    for i in range(6):
+        for j in range(3):
+            s = P[i, j]
+            for k in range(j):
+                s -= L[j, k] * K[i, k]
+            K[i, j] = s / L[j, j]
+        for j in range(2, -1, -1):
+            s = K[i, j]
+            for k in range(j + 1, 3):
+                s -= L[k, j] * K[i, k]
+            K[i, j] = s / L[j, j]
+    for i in range(6):
+        s = 0.0
+        for j in range(3):
+            s += K[i, j] * y[j]
+        x[i] += s
+    for i in range(6):
+        for j in range(6):
+            s = P[i, j]
+            for k in range(3):
+                s -= K[i, k] * P[k, j]
+            AP[i, j] = s
+    for i in range(6):
+        for j in range(3):
+            s = 0.0
+            for k in range(3):
+                s += K[i, k] * R[k, j]
+            KR[i, j] = s - AP[i, j]
+    for i in range(6):
+        for j in range(i, 6):
+            s = AP[i, j]
+            for k in range(3):
+                s += KR[i, k] * K[j, k]
+            P[i, j] = s
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
+    return d2
+
+
+@njit
+def predict_update_pos(
+    x: np.ndarray,
+    P: np.ndarray,
+    t_s: np.ndarray,
+    cls: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    t: np.ndarray,
+    z: np.ndarray,
+    R: np.ndarray,
+    q_h: np.ndarray,
+    q_v: np.ndarray,
+) -> int:
+    """CV predict of track ``rows[k]`` to the time ``t[cols[k]]`` of its position measurement
+    (dt clamped at 0: a late detection is taken at the state's time), Joseph update there and
+    the state time advanced, for every pair in one pass (each row at most once).
+
+    x (N, 6), P (N, 6, 6), t_s (N,), cls (N,) uint8: the table's arrays, changed in place at
+    ``rows``; z (M, 3) ENU metres, R (M, 3, 3); q_h, q_v (n_classes,) per class noise. The
+    same arithmetic as ``predict_per_row`` then ``update_position`` (bit-identical). Returns
+    the number of pairs applied (a pair whose S is not positive definite is only predicted).
+    """
+    work = new_workspace()
+    y = work[_VEC, 0]
+    applied = 0
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        j = cols[k]
+        dt = max(t[j] - t_s[r], 0.0)
+        c = cls[r]
+        xr = x[r]
+        Pr = P[r]
+        cv_predict_into(xr, Pr, dt, q_h[c], q_v[c])
+        for a in range(3):
+            y[a] = z[j, a] - xr[a]
+        if _joseph_pos3(xr, Pr, y, R[j], work) < math.inf:
+            applied += 1
+        t_s[r] = max(t[j], t_s[r])
+    return applied
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel here on tiny arrays of the real dtypes."""
     x = np.zeros((1, 6))
@@ -681,3 +783,4 @@ def warm_up() -> None:
     update_position(x, P, rows, rows, z3, R3, d2)
     update_position_velocity(x, P, rows, rows, z6, R6, d2)
     update_linear(x, P, rows, rows, z3, R3, np.eye(3, 6), d2)
+    predict_update_pos(x, P, np.zeros(1), np.zeros(1, np.uint8), rows, rows, dt, z3, R3, dt, dt)

@@ -188,7 +188,8 @@ def _radar_positions(sc, duration_s: float) -> list:
     """The demo's radar scans as they are sent (one batch per radar scan), each plot converted
     exactly from (range, az, el) to theatre ENU with its covariance J^-1 R J^-T; and the
     radars' heartbeats (their coverage). Items: ("det", sensor, site, t (n,), p (n, 3),
-    R (n, 3, 3)) or ("hb", Heartbeat)."""
+    R (n, 3, 3), cls (n,) or None) or ("hb", Heartbeat). The class labels of the site radars
+    go to this tracker too (part of the detections); Stone Soup has no use for them."""
     from fusion.geo import aer_jacobian, aer_to_enu
     from fusion.messages import Heartbeat
     from sensors.sim import SimSensors
@@ -208,7 +209,8 @@ def _radar_positions(sc, duration_s: float) -> list:
         Jinv = np.linalg.inv(aer_jacobian(local))  # d(local ENU) / d(range, az, el)
         Rloc = Jinv @ d.R @ np.swapaxes(Jinv, 1, 2)
         Minv = np.linalg.inv(M)
-        out.append(("det", d.sensor, d.site, d.t, (local - c) @ Minv.T, Minv @ Rloc @ Minv.T))
+        p = (local - c) @ Minv.T
+        out.append(("det", d.sensor, d.site, d.t, p, Minv @ Rloc @ Minv.T, d.cls))
     return out
 
 
@@ -242,10 +244,11 @@ def run_gospa(seed: int = 7, duration_s: float = 150.0, plots: Path | None = Non
         if it[0] == "hb":
             r.message(it[1])
             continue
-        _, sensor, site, t, p, R = it
+        _, sensor, site, t, p, R, cls = it
         seq += 1
         n_plots += len(t)
-        r.message(Detections(sensor, seq, KIND_POS, t, frame.to_geodetic(p), R, site=site))
+        llh = frame.to_geodetic(p)
+        r.message(Detections(sensor, seq, KIND_POS, t, llh, R, site=site, cls=cls))
     res = r.finish()
     ours_s = time.perf_counter() - t0
     tr = res.tracks
@@ -316,7 +319,7 @@ def _stonesoup_gospa(sc, scans_in: list, eval_t: np.ndarray) -> tuple[tuple, flo
     deleter = UpdateTimeDeleter(timedelta(seconds=6))
     start = datetime(2026, 9, 21, 13, 33, 20)
     scans = []
-    for _, _sensor, _site, t, p, R in scans_in:
+    for _, _sensor, _site, t, p, R, _cls in scans_in:
         dets = set()
         for k in range(len(t)):
             ts = start + timedelta(seconds=float(t[k]) - sc.t0_s)

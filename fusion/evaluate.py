@@ -281,8 +281,9 @@ def score_cues(
     seconds and `target`). A cue matches a breach of the same rule and site opened between
     `early_s` before and `window_s` after it; with `track_to_truth(track_id, t_epoch) -> truth
     id | None` it must also be about the breach's target (event breaches have none). The first
-    matching cue is the hit and gives the latency; other matches are duplicates; cues matching
-    no breach are false."""
+    matching cue is the hit and gives the latency; other matches, and later cues about the same
+    object for the same (rule, site) once it was cued, are duplicates; cues matching no breach
+    are false."""
     cues = sorted(opened_cues(cue_bodies), key=lambda b: (float(b["t_s"]), str(b["id"])))
     matches: dict[str, str] = {}
     latency: dict[str, float] = {}
@@ -290,15 +291,21 @@ def score_cues(
     for b in cues:
         t_rel = float(b["t_s"]) - t0_s
         hit = None
+        who = None
+        if track_to_truth is not None and b.get("track") is not None:
+            who = track_to_truth(int(b["track"]), float(b["t_s"]))
         for br in breaches:
             if br.rule != b.get("rule") or br.site != b.get("site"):
                 continue
-            if not (br.t_s - early_s <= t_rel <= br.t_s + window_s):
+            if who is not None and br.target is not None and who != br.target:
                 continue
-            if track_to_truth is not None and br.target is not None and b.get("track") is not None:
-                who = track_to_truth(int(b["track"]), float(b["t_s"]))
-                if who is not None and who != br.target:
-                    continue
+            # A later cue about the same object for a breach already cued (its track was
+            # re-created, say) repeats that breach: a duplicate, however late.
+            same_object = who is not None and who == br.target and br.name in matches
+            if not (br.t_s - early_s <= t_rel <= br.t_s + window_s) and not (
+                same_object and t_rel >= br.t_s
+            ):
+                continue
             hit = br
             if br.name not in matches:
                 break

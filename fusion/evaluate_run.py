@@ -32,18 +32,43 @@ def read_run(run_dir: str | Path) -> tuple[list[dict], dict[str, np.ndarray], di
     return cues, tracks, summary
 
 
-def track_truth_lookup(score: TrackScore, dt_s: float = 1.0, ahead_s: float = 10.0) -> Callable:
-    """`f(track_id, t_s) -> truth id | None`: the truth the track was assigned to at the first
-    sample instant at or after t_s (within `ahead_s`; a new track is paired once sampled)."""
+def track_truth_lookup(
+    score: TrackScore,
+    tracks: dict[str, np.ndarray] | None = None,
+    truth: dict[str, np.ndarray] | None = None,
+    *,
+    ahead_s: float = 10.0,
+    near_m: float = 250.0,
+) -> Callable:
+    """`f(track_id, t_s) -> truth id | None`: which object a cue's track was about.
+
+    The truth the track was assigned to at the first sample instant at or after t_s (within
+    `ahead_s`: a new track is paired once sampled); failing that, with the sampled tables,
+    the nearest truth within `near_m` (a duplicate track of an object that already has its
+    track is not assigned, but its cue is still about that object)."""
     by_track: dict[tuple[int, float], int] = {(k, t): a for (a, t), k in score.assignment.items()}
     times = score.times
 
     def lookup(track_id: int, t_s: float) -> int | None:
-        i = int(np.searchsorted(times, t_s - 1e-6))
+        i0 = int(np.searchsorted(times, t_s - 1e-6))
+        i = i0
         while i < len(times) and times[i] <= t_s + ahead_s:
             a = by_track.get((int(track_id), float(times[i])))
             if a is not None:
                 return a
+            i += 1
+        if tracks is None or truth is None:
+            return None
+        i = i0
+        while i < len(times) and times[i] <= t_s + ahead_s:
+            t = times[i]
+            k = (tracks["id"] == track_id) & (np.abs(tracks["t_s"] - t) < 1e-6)
+            if k.any():
+                m = np.abs(truth["t_s"] - t) < 1e-6
+                if m.any():
+                    d = np.linalg.norm(truth["pos"][m] - tracks["pos"][k][0], axis=1)
+                    j = int(np.argmin(d))
+                    return int(truth["id"][m][j]) if d[j] <= near_m else None
             i += 1
         return None
 
@@ -78,7 +103,7 @@ def evaluate_scenario(
         breaches,
         target_hours=ts.target_hours,
         t0_s=t0_s,
-        track_to_truth=track_truth_lookup(ts),
+        track_to_truth=track_truth_lookup(ts, tr, truth, near_m=assoc_m),
     )
     return ts, cs
 

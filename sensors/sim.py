@@ -150,6 +150,12 @@ class SimSensors:
         # Pd is drawn for every (target, scan) so the draws do not depend on coverage.
         pd = np.array([spec.pd.get(tg.kind, 0.9) for tg in sc.targets])[:, None]
         detected = seen & (rng.uniform(size=(n_tg, n_scans)) <= pd)
+        # Radars that classify (micro-Doppler, for air targets) label a plot with its class
+        # with the given probability, else "unknown"; clutter is always unknown.
+        classify = spec.options.get("classify", {})
+        p_cls = np.array([float(classify.get(tg.kind, 0.0)) for tg in sc.targets])[:, None]
+        labelled = rng.uniform(size=(n_tg, n_scans)) < p_cls
+        wire = np.array([tg.wire_cls for tg in sc.targets], dtype=np.uint8)
         n_clutter = rng.poisson(spec.clutter_per_scan, size=n_scans)
         n_c = int(n_clutter.sum())
         c_r = spec.max_range_m * np.sqrt(rng.uniform(0.05, 1.0, n_c))
@@ -169,11 +175,14 @@ class SimSensors:
             if len(t) == 0:
                 continue
             z = np.concatenate([aer[tk, j], np.column_stack([c_r[a:b], c_az[a:b], c_el[a:b]])])
+            cls = np.concatenate([np.where(labelled[tk, j], wire[tk], 0), np.zeros(b - a)]).astype(
+                np.uint8
+            )
             z = z + rng.standard_normal(z.shape) * sig
             z[:, 0] = np.abs(z[:, 0])
             z[:, 1] %= two_pi
             order = np.argsort(t, kind="stable")
-            t, z = t[order] + sc.t0_s, z[order]
+            t, z, cls = t[order] + sc.t0_s, z[order], cls[order]
             seq += 1
             det = Detections(
                 sensor=spec.id,
@@ -183,6 +192,7 @@ class SimSensors:
                 z=z,
                 R=np.broadcast_to(R1, (len(t), 3, 3)).copy(),
                 site=site,
+                cls=cls if classify else None,
             )
             t_end = sc.t0_s + t_scan[j] + T
             out.append(Timed(t_end, t_end + spec.latency_s, det))

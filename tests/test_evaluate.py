@@ -162,6 +162,16 @@ def test_score_cues_recall_false_duplicates_latency() -> None:
     assert s.false_per_target_hour == pytest.approx(0.5)
     assert s.latency_s == pytest.approx([1.5, 0.8])
     assert s.latency_median_s == pytest.approx(1.15)
+    # A much later cue about the same object (its track re-created) repeats the breach.
+    late = {"id": "e", "state": "open", "rule": "line_crossing", "site": "loc", "track": 8}
+    s3 = score_cues(
+        [*cues, {**late, "t_s": t0 + 400.0}],
+        breaches,
+        target_hours=2.0,
+        t0_s=t0,
+        track_to_truth=lambda k, t: track_to_truth(k),
+    )
+    assert s3.n_duplicate == 2 and s3.n_false == 1
     # A cue about the wrong object is not a hit.
     s2 = score_cues(
         cues[:1], breaches[:1], target_hours=1.0, t0_s=t0, track_to_truth=lambda k, t: 99

@@ -96,16 +96,16 @@ def sites_file(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def scenario(sites_file):
-    return build_demo(sites_file, seed=7, duration_s=300.0)
+    return build_demo(sites_file, seed=7, duration_s=360.0)
 
 
 def test_scenario_is_deterministic(sites_file, scenario) -> None:
-    again = build_demo(sites_file, seed=7, duration_s=300.0)
+    again = build_demo(sites_file, seed=7, duration_s=360.0)
     a, b = scenario.truth_table(), again.truth_table()
     for k in a:
         assert np.array_equal(a[k], b[k])
     assert again.breaches == scenario.breaches
-    other = build_demo(sites_file, seed=8, duration_s=300.0)
+    other = build_demo(sites_file, seed=8, duration_s=360.0)
     assert not np.array_equal(other.truth_table()["pos"][:50], a["pos"][:50])
 
 

@@ -118,13 +118,14 @@ class _Layout:
 
     # ------------------------------------------------------------------ scripted breaches
     def scripted(self) -> None:
-        # Approaching movers start far enough out that a young track's velocity error cannot
-        # bring the approach warning forward: the warning comes minutes into the run.
+        # Approaching movers start several kilometres along their tangent, so that a young
+        # track's velocity error (tens of degrees in its first seconds) cannot bring the
+        # approach warning forward: the warnings come minutes into the run.
         self._line_crossing(t_cross_s=50.0)
-        self._approach(t_turn_s=170.0)
+        self._approach(t_turn_s=240.0)
         self._fire(t_s=100.0)
         self._dark_vessel(t_entry_s=150.0)
-        self._loiter(t_turn_s=90.0)
+        self._loiter(t_turn_s=150.0)
 
     def _line_crossing(self, t_cross_s: float) -> None:
         # Cross on land where the line is at least 8 km from every protected area and nearest
@@ -244,7 +245,7 @@ class _Layout:
         far = LineString([q, q + normal * 50_000.0])
         ip = far.intersection(b)
         entry = np.asarray(ip.coords[0]) if not ip.is_empty and ip.geom_type == "Point" else q
-        speed = 8.0
+        speed = 12.0  # a fast boat running dark
         start = entry + normal * speed * t_entry_s
         inside = entry - normal * 600.0
         if self.coast_n is not None and axis[1] > 0:
@@ -365,6 +366,9 @@ class _Layout:
                     pd=pd,
                     clutter_per_scan=1.0,
                     min_el_rad=-0.1,
+                    # Short-range site radars tell drones and aircraft apart by their Doppler
+                    # signature; ground and surface plots stay unclassified.
+                    options={"classify": {"drone": 0.95, "aircraft": 0.95}},
                 )
             )
         corridor = getattr(self, "corridor", None)

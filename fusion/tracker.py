@@ -57,6 +57,7 @@ from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
+from fusion.kernels.scan import scan_pos
 from fusion.messages import (
     CLS_UNKNOWN,
     KIND_BEARING,
@@ -137,6 +138,7 @@ class Tracker:
         self._transforms: dict[tuple[float, float, float], tuple[np.ndarray, np.ndarray]] = {}
         self._imm_sets: dict[int, ImmModelSet] = {}
         self._steps = 0
+        self._stats = np.zeros(5, np.int64)
 
     # -- sensors ----------------------------------------------------------------------------
     def set_coverage(
@@ -244,100 +246,107 @@ class Tracker:
             nn = tab.x[active, 1] + dt * tab.x[active, 4] - cov.site_enu[1]
             in_cov = active[e * e + nn * nn <= cov.max_range_m**2]
 
-        # 3. Identity first.
-        det_of_slot_rows: list[np.ndarray] = []
-        det_of_slot_dets: list[np.ndarray] = []
-        taken_slot = np.zeros(tab.capacity, dtype=np.bool_)
-        if cooperative:
-            tid = tab.ident[active]
-            holders = active[tid != b""]
-            if holders.shape[0]:
-                order = np.argsort(tab.ident[holders], kind="stable")
-                sorted_ids = tab.ident[holders][order]
-                cand = np.flatnonzero(has_id & usable)
-                pos_in = np.searchsorted(sorted_ids, dident[cand])
-                pos_in = np.minimum(pos_in, sorted_ids.shape[0] - 1)
-                hit = sorted_ids[pos_in] == dident[cand]
-                dets_id = cand[hit]
-                slots_id = holders[order[pos_in[hit]]]
-                det_of_slot_rows.append(slots_id)
-                det_of_slot_dets.append(dets_id)
-                taken_slot[slots_id] = True
-                usable[dets_id] = False  # assigned: out of gating and initiation
-
-        # 4. Gate and assign the rest: confirmed (and coasting) tracks first, then tentative
-        # tracks with the detections left over, so a young track's wide gate never takes a
-        # detection from an established one (as Stone Soup's initiator holds its tentative
-        # tracks apart).
-        rest = in_cov[~taken_slot[in_cov]]
-        firm = (tab.status[rest] == CONFIRMED) | (tab.status[rest] == COASTING)
-        for gate_rows in (rest[firm], rest[~firm]):
-            gate_dets = np.flatnonzero(usable)
-            if gate_rows.shape[0] == 0 or gate_dets.shape[0] == 0:
-                continue
-            pairs, clusters, trk, dets = self._associate(
-                gate_rows,
-                gate_dets,
-                meas,
-                m,
-                z_meas,
-                R_meas,
-                t,
-                pos,
-                det_tr,
-                M,
-                c,
-                dident if cooperative else None,
+        if meas == MEAS_POS and not cooperative and not tab.imm_used.any():
+            # 3-6 fused for the common batch (fusion.kernels.scan): the same kernels in the
+            # same order as below, without the glue between them.
+            self._scan_pos(
+                res, in_cov, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits, sensor_bit
             )
-            res.pairs += pairs
-            res.clusters += clusters
-            det_of_slot_rows.append(trk)
-            det_of_slot_dets.append(dets)
-            usable[dets] = False
-
-        # 5. Update, in slot order.
-        if det_of_slot_rows:
-            rows = np.concatenate(det_of_slot_rows).astype(np.int64)
-            cols = np.concatenate(det_of_slot_dets).astype(np.int64)
-            order = np.argsort(rows, kind="stable")
-            rows, cols = rows[order], cols[order]
         else:
-            rows = cols = np.zeros(0, np.int64)
-        if rows.shape[0]:
-            res.late = int(np.count_nonzero(t[cols] < tab.t_s[rows]))
-            self._update(rows, cols, t, z_meas, R_meas, meas, M, c)
-            res.assigned = int(rows.shape[0])
-            # Bookkeeping of the updated tracks: sensors, kinds, identity, class.
-            tab.sensors[rows] |= sensor_bit
-            tab.kinds[rows] |= kind_bits[cols]
+            # 3. Identity first.
+            det_of_slot_rows: list[np.ndarray] = []
+            det_of_slot_dets: list[np.ndarray] = []
+            taken_slot = np.zeros(tab.capacity, dtype=np.bool_)
             if cooperative:
-                adopt = (tab.ident[rows] == b"") & has_id[cols]
-                tab.ident[rows[adopt]] = dident[cols[adopt]]
-            new_cls = (tab.cls[rows] == CLS_UNKNOWN) & (dcls[cols] != CLS_UNKNOWN)
-            tab.cls[rows[new_cls]] = dcls[cols[new_cls]]
-            self._start_imm(rows[new_cls])
+                tid = tab.ident[active]
+                holders = active[tid != b""]
+                if holders.shape[0]:
+                    order = np.argsort(tab.ident[holders], kind="stable")
+                    sorted_ids = tab.ident[holders][order]
+                    cand = np.flatnonzero(has_id & usable)
+                    pos_in = np.searchsorted(sorted_ids, dident[cand])
+                    pos_in = np.minimum(pos_in, sorted_ids.shape[0] - 1)
+                    hit = sorted_ids[pos_in] == dident[cand]
+                    dets_id = cand[hit]
+                    slots_id = holders[order[pos_in[hit]]]
+                    det_of_slot_rows.append(slots_id)
+                    det_of_slot_dets.append(dets_id)
+                    taken_slot[slots_id] = True
+                    usable[dets_id] = False  # assigned: out of gating and initiation
 
-        # 6. Score the scan for the tracks in coverage and the updated ones.
-        updated = np.zeros(tab.capacity, dtype=np.bool_)
-        updated[rows] = True
-        scored_mask = updated.copy()
-        scored_mask[in_cov] = True
-        scored = np.flatnonzero(scored_mask)
-        res.confirmed += int(
-            lifecycle.score_scan(
-                scored,
-                updated[scored],
-                not cooperative,
-                tab.status,
-                tab.hist,
-                tab.nscan,
-                tab.misses,
-                tab.hits,
-                tab.cls,
-                p["confirm_m"],
-                p["confirm_n"],
+            # 4. Gate and assign the rest: confirmed (and coasting) tracks first, then tentative
+            # tracks with the detections left over, so a young track's wide gate never takes a
+            # detection from an established one (as Stone Soup's initiator holds its tentative
+            # tracks apart).
+            rest = in_cov[~taken_slot[in_cov]]
+            firm = (tab.status[rest] == CONFIRMED) | (tab.status[rest] == COASTING)
+            for gate_rows in (rest[firm], rest[~firm]):
+                gate_dets = np.flatnonzero(usable)
+                if gate_rows.shape[0] == 0 or gate_dets.shape[0] == 0:
+                    continue
+                pairs, clusters, trk, dets = self._associate(
+                    gate_rows,
+                    gate_dets,
+                    meas,
+                    m,
+                    z_meas,
+                    R_meas,
+                    t,
+                    pos,
+                    det_tr,
+                    M,
+                    c,
+                    dident if cooperative else None,
+                )
+                res.pairs += pairs
+                res.clusters += clusters
+                det_of_slot_rows.append(trk)
+                det_of_slot_dets.append(dets)
+                usable[dets] = False
+
+            # 5. Update, in slot order.
+            if det_of_slot_rows:
+                rows = np.concatenate(det_of_slot_rows).astype(np.int64)
+                cols = np.concatenate(det_of_slot_dets).astype(np.int64)
+                order = np.argsort(rows, kind="stable")
+                rows, cols = rows[order], cols[order]
+            else:
+                rows = cols = np.zeros(0, np.int64)
+            if rows.shape[0]:
+                res.late = int(np.count_nonzero(t[cols] < tab.t_s[rows]))
+                self._update(rows, cols, t, z_meas, R_meas, meas, M, c)
+                res.assigned = int(rows.shape[0])
+                # Bookkeeping of the updated tracks: sensors, kinds, identity, class.
+                tab.sensors[rows] |= sensor_bit
+                tab.kinds[rows] |= kind_bits[cols]
+                if cooperative:
+                    adopt = (tab.ident[rows] == b"") & has_id[cols]
+                    tab.ident[rows[adopt]] = dident[cols[adopt]]
+                new_cls = (tab.cls[rows] == CLS_UNKNOWN) & (dcls[cols] != CLS_UNKNOWN)
+                tab.cls[rows[new_cls]] = dcls[cols[new_cls]]
+                self._start_imm(rows[new_cls])
+
+            # 6. Score the scan for the tracks in coverage and the updated ones.
+            updated = np.zeros(tab.capacity, dtype=np.bool_)
+            updated[rows] = True
+            scored_mask = updated.copy()
+            scored_mask[in_cov] = True
+            scored = np.flatnonzero(scored_mask)
+            res.confirmed += int(
+                lifecycle.score_scan(
+                    scored,
+                    updated[scored],
+                    not cooperative,
+                    tab.status,
+                    tab.hist,
+                    tab.nscan,
+                    tab.misses,
+                    tab.hits,
+                    tab.cls,
+                    p["confirm_m"],
+                    p["confirm_n"],
+                )
             )
-        )
 
         # 7. Initiate from what is left.
         if batch.kind != KIND_BEARING:
@@ -412,6 +421,26 @@ class Tracker:
         ):
             self._pack()
         return res
+
+    def _scan_pos(self, res, in_cov, usable, z, R, t, det_tr, dcls, kind_bits, sensor_bit):
+        """Steps 3 to 6 of a position batch without identities, no IMM track in the table."""
+        tab, p = self.table, self._p
+        stats = self._stats
+        adopted = np.empty(t.shape[0], np.int64)
+        rows, _ = scan_pos(
+            in_cov, usable, tab.x, tab.P, tab.t_s, tab.status, tab.cls, tab.hist, tab.nscan,
+            tab.misses, tab.hits, tab.sensors, tab.kinds, ident_words(tab.ident), z, R, t,
+            det_tr, dcls, CLS_UNKNOWN, kind_bits, sensor_bit, True, p["gate2_pos"],
+            p["q_h_m2s3"], p["q_v_m2s3"], p["grid_cell_m"], p["confirm_m"], p["confirm_n"],
+            adopted, stats,
+        )  # fmt: skip
+        res.pairs = int(stats[0])
+        res.clusters = int(stats[1])
+        res.late = int(stats[2])
+        res.confirmed = int(stats[3])
+        res.assigned = int(rows.shape[0])
+        if stats[4]:
+            self._start_imm(adopted[: int(stats[4])])
 
     def _pack(self) -> None:
         """Repack the table in Z-order of the tracks' grid cells (see TrackerConfig.pack_every)."""

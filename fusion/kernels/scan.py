@@ -1,0 +1,203 @@
+"""One scan of a position batch in one kernel: gate, assign, predict + update, score.
+
+This module owns the fused form of steps 4 to 6 of `fusion.tracker.Tracker.step` for the
+common batch: ENU positions (no reported velocity), no cooperative identity in the batch and
+no IMM track in the table. It runs exactly what the general path runs, in the same order and
+with the same kernels (`gate_pairs_pos`, `gnn_clusters`, `predict_update_pos`, `score_scan`),
+so the tracks come out bit-identical; it only saves the Python and numpy glue between them
+(about thirty small array operations per scan, most of the cost of a scan of a few hundred
+detections).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fusion.jit import njit
+from fusion.kernels.assignment import gnn_clusters
+from fusion.kernels.gating import gate_pairs_pos
+from fusion.kernels.kalman import predict_update_pos
+from fusion.kernels.lifecycle import score_scan
+
+CONFIRMED, COASTING = 2, 3
+
+
+@njit
+def _gate_assign(
+    gate_rows, gate_dets, nd_all, x, P, t_s, cls, tw, z, R, t, det_tr, gate2_cls, q_h_cls, q_v_cls,
+    cell_cls, out_rows, out_cols, n_out,
+):  # fmt: skip
+    """Gate `gate_rows` against `gate_dets` (indices into the batch) and solve GNN per cluster;
+    appends the assigned (row, detection) pairs to out_rows/out_cols from n_out. Returns
+    (n_out, pairs, clusters)."""
+    nt = gate_rows.shape[0]
+    nd = gate_dets.shape[0]
+    n_cls = gate2_cls.shape[0]
+    gate2 = np.empty(nt)
+    q_h = np.empty(nt)
+    q_v = np.empty(nt)
+    counts = np.zeros(n_cls, np.int64)
+    for i in range(nt):
+        c = cls[gate_rows[i]]
+        gate2[i] = gate2_cls[c]
+        q_h[i] = q_h_cls[c]
+        q_v[i] = q_v_cls[c]
+        counts[c] += 1
+    best = 0  # the most common class (the first of equals, as np.argmax) sets the grid cell
+    for c in range(n_cls):
+        if counts[c] > counts[best]:
+            best = c
+    cell_m = cell_cls[best]
+    if nd == nd_all:
+        zg, Rg, tg, trg = z, R, t, det_tr
+    else:
+        zg = np.empty((nd, 3))
+        Rg = np.empty((nd, 3, 3))
+        tg = np.empty(nd)
+        trg = np.empty(nd)
+        for q in range(nd):
+            j = gate_dets[q]
+            tg[q] = t[j]
+            trg[q] = det_tr[j]
+            for a in range(3):
+                zg[q, a] = z[j, a]
+                for b in range(3):
+                    Rg[q, a, b] = R[j, a, b]
+    dw = np.zeros((nd, 3), np.uint64)
+    cap = max(64, 4 * (nt + nd))
+    while True:
+        pt = np.empty(cap, np.int64)
+        pd = np.empty(cap, np.int64)
+        d2 = np.empty(cap, np.float64)
+        n = gate_pairs_pos(
+            gate_rows, x, P, t_s, q_h, q_v, gate2, zg, Rg, tg, trg, tw, dw, cell_m, pt, pd, d2
+        )
+        if n <= cap:
+            break
+        cap = n
+    det_of_track = np.empty(nt, np.int64)
+    track_of_det = np.empty(nd, np.int64)
+    clusters = gnn_clusters(nt, nd, pt[:n], pd[:n], d2[:n], gate2, det_of_track, track_of_det)
+    for i in range(nt):
+        if det_of_track[i] >= 0:
+            out_rows[n_out] = gate_rows[i]
+            out_cols[n_out] = gate_dets[det_of_track[i]]
+            n_out += 1
+    return n_out, n, clusters
+
+
+@njit
+def scan_pos(
+    in_cov, usable, x, P, t_s, status, cls, hist, nscan, misses, hits, sensors, kinds, tw,
+    z, R, t, det_tr, dcls, cls_unknown, kind_bits, sensor_bit, count_miss, gate2_cls,
+    q_h_cls, q_v_cls, cell_cls, confirm_m, confirm_n, adopted, stats,
+):  # fmt: skip
+    """Gate, assign, update and score one position batch; returns (rows, cols) of the
+    updates, sorted by table row.
+
+    in_cov (k,) int64: ascending table rows in the sensor's coverage; usable (n,) bool: the
+    detections free to assign (cleared here for the assigned ones). Table arrays as in
+    `fusion.tracks`; tw (N, 3) uint64 the table's identity words. z (n, 3), R (n, 3, 3),
+    t (n,), det_tr (n,): the batch in theatre ENU. Per-class arrays indexed by class code.
+    Confirmed and coasting tracks are gated and assigned first, tentative ones then with the
+    detections left. dcls (n,) uint8: the detections' classes, adopted by updated tracks of
+    class cls_unknown, whose rows go to adopted (n,) int64. stats (5,) int64 receives pairs,
+    clusters, late detections, confirmed, adopted.
+    """
+    nd_all = z.shape[0]
+    nk = in_cov.shape[0]
+    n_firm = 0
+    for k in range(nk):
+        s = status[in_cov[k]]
+        if s == CONFIRMED or s == COASTING:
+            n_firm += 1
+    firm = np.empty(n_firm, np.int64)
+    young = np.empty(nk - n_firm, np.int64)
+    a = 0
+    b = 0
+    for k in range(nk):
+        r = in_cov[k]
+        s = status[r]
+        if s == CONFIRMED or s == COASTING:
+            firm[a] = r
+            a += 1
+        else:
+            young[b] = r
+            b += 1
+    out_rows = np.empty(min(nk, nd_all), np.int64)
+    out_cols = np.empty(min(nk, nd_all), np.int64)
+    n_out = 0
+    pairs = 0
+    clusters = 0
+    for pass_ in range(2):
+        gate_rows = firm if pass_ == 0 else young
+        n_use = 0
+        for j in range(nd_all):
+            if usable[j]:
+                n_use += 1
+        if gate_rows.shape[0] == 0 or n_use == 0:
+            continue
+        gate_dets = np.empty(n_use, np.int64)
+        q = 0
+        for j in range(nd_all):
+            if usable[j]:
+                gate_dets[q] = j
+                q += 1
+        n0 = n_out
+        n_out, p_, c_ = _gate_assign(
+            gate_rows, gate_dets, nd_all, x, P, t_s, cls, tw, z, R, t, det_tr, gate2_cls,
+            q_h_cls, q_v_cls, cell_cls, out_rows, out_cols, n_out,
+        )  # fmt: skip
+        pairs += p_
+        clusters += c_
+        for k in range(n0, n_out):
+            usable[out_cols[k]] = False
+    # Updates in table-row order (each row at most once).
+    order = np.argsort(out_rows[:n_out], kind="mergesort")
+    rows = np.empty(n_out, np.int64)
+    cols = np.empty(n_out, np.int64)
+    late = 0
+    for k in range(n_out):
+        rows[k] = out_rows[order[k]]
+        cols[k] = out_cols[order[k]]
+        if t[cols[k]] < t_s[rows[k]]:
+            late += 1
+    predict_update_pos(x, P, t_s, cls, rows, cols, t, z, R, q_h_cls, q_v_cls)
+    n_adopt = 0
+    for k in range(n_out):
+        r = rows[k]
+        sensors[r] |= sensor_bit
+        kinds[r] |= kind_bits[cols[k]]
+        # A track of unknown class takes its detection's class; the caller starts the IMM of
+        # the rows listed in adopted when their new class runs one.
+        if cls[r] == cls_unknown and dcls[cols[k]] != cls_unknown:
+            cls[r] = dcls[cols[k]]
+            adopted[n_adopt] = r
+            n_adopt += 1
+    # Score the tracks in coverage and the updated ones, in row order.
+    mark = np.zeros(status.shape[0], np.uint8)
+    for k in range(nk):
+        mark[in_cov[k]] = 1
+    for k in range(n_out):
+        mark[rows[k]] = 2
+    n_sc = 0
+    for r in range(mark.shape[0]):
+        if mark[r]:
+            n_sc += 1
+    scored = np.empty(n_sc, np.int64)
+    hit = np.empty(n_sc, np.bool_)
+    q = 0
+    for r in range(mark.shape[0]):
+        if mark[r]:
+            scored[q] = r
+            hit[q] = mark[r] == 2
+            q += 1
+    confirmed = score_scan(
+        scored, hit, count_miss, status, hist, nscan, misses, hits, cls, confirm_m, confirm_n
+    )
+    stats[0] = pairs
+    stats[1] = clusters
+    stats[2] = late
+    stats[3] = confirmed
+    stats[4] = n_adopt
+    return rows, cols

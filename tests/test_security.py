@@ -130,8 +130,14 @@ def test_unkeyed_and_unknown_adapters_are_refused_binding_enforced(service):
     stranger = RawAdapter(ep, keys=load_secret("intruder", tmp / "other"), server_public=server_pub)
     stranger.send_msg(make_batch("r1", 2))
     assert _wait(lambda: svc.zap.refused.get("unknown_key", 0) >= 1)
-    # The keyless peer fails the CURVE handshake itself; it is counted there.
-    assert _wait(lambda: svc.handshakes.get(("ingest", "failed_protocol"), 0) >= 1)
+
+    # The keyless peer fails the CURVE handshake itself (a mechanism mismatch, which libzmq
+    # reports as a protocol failure or, when the peer hangs up first, without detail); it is
+    # counted there. The wait is long because the suite runs on two loaded cores.
+    def keyless_failures() -> int:
+        return sum(svc.handshakes.get(("ingest", o), 0) for o in ("failed_protocol", "failed"))
+
+    assert _wait(lambda: keyless_failures() >= 1, timeout_s=15.0)
 
     radar = RawAdapter.for_config(config, ep, "radar")
     radar.send_msg(make_batch("a1", 1))  # admitted key, another sensor's id

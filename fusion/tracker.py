@@ -57,7 +57,7 @@ from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
-from fusion.kernels.scan import scan_pos
+from fusion.kernels.scan import new_track_dets, scan_pos
 from fusion.messages import (
     CLS_UNKNOWN,
     KIND_BEARING,
@@ -139,6 +139,7 @@ class Tracker:
         self._imm_sets: dict[int, ImmModelSet] = {}
         self._steps = 0
         self._stats = np.zeros(5, np.int64)
+        self._cell_max = float(self._p["grid_cell_m"].max())
 
     # -- sensors ----------------------------------------------------------------------------
     def set_coverage(
@@ -350,7 +351,7 @@ class Tracker:
 
         # 7. Initiate from what is left.
         if batch.kind != KIND_BEARING:
-            dets = np.flatnonzero(usable & np.isfinite(det_tr))
+            dets = new_track_dets(usable, det_tr, pos, self._cell_max)
             if dets.shape[0]:
                 slots = tab.alloc(int(dets.shape[0]))
                 lifecycle.initiate(

@@ -201,3 +201,42 @@ def scan_pos(
     stats[3] = confirmed
     stats[4] = n_adopt
     return rows, cols
+
+
+@njit
+def _spread21(v):
+    """The low 21 bits of v on the even bits of a uint64 (one half of a Morton code)."""
+    v &= np.uint64(0x1FFFFF)
+    v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
+    v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
+    v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
+    v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
+    v = (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
+    return v
+
+
+@njit
+def new_track_dets(usable, det_tr, pos, cell_m):
+    """The detections that start tracks (usable, with a finite position covariance), in the
+    Z-order of their grid cells (stable: ties keep batch order).
+
+    New tracks take free slots in this order, so tracks near each other sit near each other in
+    the table from birth: a batch arrives in any order (a radar sweep, a shuffled feed), and
+    tracks in batch order would make every later gate and update a cache miss once the table
+    outgrows the cache.
+    """
+    n = 0
+    for j in range(usable.shape[0]):
+        if usable[j] and np.isfinite(det_tr[j]):
+            n += 1
+    dets = np.empty(n, np.int64)
+    keys = np.empty(n, np.uint64)
+    q = 0
+    for j in range(usable.shape[0]):
+        if usable[j] and np.isfinite(det_tr[j]):
+            ix = min(max(int(np.floor(pos[j, 0] / cell_m)) + (1 << 20), 0), (1 << 21) - 1)
+            iy = min(max(int(np.floor(pos[j, 1] / cell_m)) + (1 << 20), 0), (1 << 21) - 1)
+            keys[q] = _spread21(np.uint64(ix)) | (_spread21(np.uint64(iy)) << np.uint64(1))
+            dets[q] = j
+            q += 1
+    return dets[np.argsort(keys, kind="mergesort")]

@@ -77,6 +77,15 @@ def main(args: argparse.Namespace) -> int:
     opened = s["cues_opened_by_rule"]
     table.add_row("cues opened", ", ".join(f"{k} {v}" for k, v in opened.items()) or "none")
     table.add_row("cue events", f"{s['cue_events']:,}")
+    if res.idents is not None and len(res.idents["t_s"]):
+        from fusion.evaluate import score_identities
+
+        ids = score_identities(res.idents["t_s"], res.idents["ident"], res.idents["track"])
+        table.add_row(
+            "stripped identities",
+            f"purity {ids.purity:.3f}, completeness {ids.completeness:.3f}, "
+            f"{ids.switches_per_object_hour:.2f} switches per object-hour",
+        )
     table.add_row("processing time", f"{elapsed:.2f} s")
     table.add_row("output", str(args.out))
     console.print(table)

@@ -57,7 +57,7 @@ from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
-from fusion.kernels.scan import new_track_dets, scan_pos
+from fusion.kernels.scan import new_track_dets, order_batch, scan_pos, spatial_order
 from fusion.messages import (
     CLS_UNKNOWN,
     KIND_BEARING,
@@ -98,17 +98,6 @@ class StepResult:
     events: Detections | None = None  # an `event` batch, untouched, for the rules
 
 
-def _interleave(v: np.ndarray) -> np.ndarray:
-    """Spread the low 21 bits of each uint64 to the even bits (one half of a Morton code)."""
-    v = v & np.uint64(0x1FFFFF)
-    v = (v | (v << np.uint64(32))) & np.uint64(0x1F00000000FFFF)
-    v = (v | (v << np.uint64(16))) & np.uint64(0x1F0000FF0000FF)
-    v = (v | (v << np.uint64(8))) & np.uint64(0x100F00F00F00F00F)
-    v = (v | (v << np.uint64(4))) & np.uint64(0x10C30C30C30C30C3)
-    v = (v | (v << np.uint64(2))) & np.uint64(0x1249249249249249)
-    return v
-
-
 @dataclass(frozen=True)
 class _Coverage:
     site_enu: np.ndarray | None  # (3,) theatre ENU of the site, None = everywhere
@@ -139,7 +128,9 @@ class Tracker:
         self._imm_sets: dict[int, ImmModelSet] = {}
         self._steps = 0
         self._stats = np.zeros(5, np.int64)
-        self._cell_max = float(self._p["grid_cell_m"].max())
+        # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
+        # grid's cell of the default class.
+        self._order_cell_m = float(self._p["grid_cell_m"][CLS_UNKNOWN])
 
     # -- sensors ----------------------------------------------------------------------------
     def set_coverage(
@@ -248,6 +239,11 @@ class Tracker:
             in_cov = active[e * e + nn * nn <= cov.max_range_m**2]
 
         if meas == MEAS_POS and not cooperative and not tab.imm_used.any():
+            if n >= self.config.order_min_batch:
+                pos, R_pos, t, det_tr, dcls, kind_bits, usable = order_batch(
+                    pos, R_pos, t, det_tr, dcls, kind_bits, usable, self._order_cell_m
+                )
+                z_meas, R_meas = pos, R_pos
             # 3-6 fused for the common batch (fusion.kernels.scan): the same kernels in the
             # same order as below, without the glue between them.
             self._scan_pos(
@@ -351,7 +347,7 @@ class Tracker:
 
         # 7. Initiate from what is left.
         if batch.kind != KIND_BEARING:
-            dets = new_track_dets(usable, det_tr, pos, self._cell_max)
+            dets = new_track_dets(usable, det_tr, pos, self._order_cell_m)
             if dets.shape[0]:
                 slots = tab.alloc(int(dets.shape[0]))
                 lifecycle.initiate(
@@ -444,17 +440,10 @@ class Tracker:
             self._start_imm(adopted[: int(stats[4])])
 
     def _pack(self) -> None:
-        """Repack the table in Z-order of the tracks' grid cells (see TrackerConfig.pack_every)."""
+        """Repack the table in `spatial_order` of the tracks (see TrackerConfig.pack_every)."""
         tab = self.table
         active = tab.active_slots()
-        cell = float(self._p["grid_cell_m"].max())
-        ix = np.floor(tab.x[active, 0] / cell).astype(np.int64) + (1 << 20)
-        iy = np.floor(tab.x[active, 1] / cell).astype(np.int64) + (1 << 20)
-        ix = np.clip(ix, 0, (1 << 21) - 1).astype(np.uint64)
-        iy = np.clip(iy, 0, (1 << 21) - 1).astype(np.uint64)
-        tab.pack(
-            active[np.argsort(_interleave(ix) | (_interleave(iy) << np.uint64(1)), kind="stable")]
-        )
+        tab.pack(active[spatial_order(tab.x[active], self._order_cell_m)])
 
     def _associate(self, gate_rows, gate_dets, meas, m, z, R, t, pos, det_tr, M, c, dident):
         """Gate `gate_rows` against `gate_dets` and solve GNN per cluster.

@@ -128,15 +128,17 @@ class TrackerConfig:
         different identity (always true in the design; kept as a switch for tests).
     initial_capacity: slots preallocated in the TrackTable (it doubles when full).
     pack_every: every this many steps (0 = never), and only above `pack_min_tracks`, the
-        table is repacked in spatial order (tracks sorted by their grid cell along a Z-order
-        curve), so that neighbouring tracks sit in neighbouring memory and gating misses the
-        cache less (about 25 % less gating time at 100,000 tracks; one repack of 124,000
-        tracks costs about six scans' worth of that gain, hence every 32 steps). New tracks
-        are born in the same order, and gating visits tracks in table order, so the table
-        stays mostly in order between repacks (deletions leave holes that births refill).
-        Ids and results do not change.
+        table is repacked in spatial order (tracks sorted by their grid cell, column by
+        column: `fusion.kernels.scan.spatial_order`), so that neighbouring tracks sit in
+        neighbouring memory and gating misses the cache less. New tracks are born in the
+        same order, and gating visits tracks in table order, so the table stays mostly in
+        order between repacks (deletions leave holes that births refill). Ids and results
+        do not change.
     pack_min_tracks: below this many tracks (about 1.7 MB of table) it fits in cache and is
         never repacked.
+    order_min_batch: a position batch of at least this many detections (without identities)
+        is first reordered in the table's spatial order, so that its updates read it nearly in
+        sequence (below this size it fits in cache and the sort would cost more than it saves).
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -148,6 +150,7 @@ class TrackerConfig:
     initial_capacity: int = 1024
     pack_every: int = 32
     pack_min_tracks: int = 4_096
+    order_min_batch: int = 4_096
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

@@ -555,7 +555,7 @@ def gate_pairs_pos(
             for b in range(3):
                 Rs[q, a, b] = R[j, a, b]
     # Tracks are visited in table order: the tracker keeps its table in spatial order (new
-    # tracks are born in Z-order of their cells, and the table is repacked in Z-order), so
+    # tracks are born in `fusion.kernels.scan.spatial_order`, the table is repacked in it), so
     # table order is already a walk through neighbouring cells, and the table's rows, the
     # largest data here, are read sequentially.
     for i in range(nt):

@@ -11,6 +11,7 @@ core to check delivery in isolation from tracking).
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ class FusionCore:
         resulting picture and the located events; returns the cue bodies produced."""
         events = []
         t_max = self.now_s
-        for batch in batches:
+        for batch in map(_writable, batches):
             if batch.kind == KIND_EVENT:
                 events.append(batch)
             else:
@@ -169,6 +170,22 @@ def _build_rules(config: FusionConfig, frame: Any) -> Any:
         return RuleEngine(sites, config.rules or None)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{config.source}: [rules]: {exc}") from None
+
+
+def _writable(batch: Detections) -> Detections:
+    """The batch with writable copies of its read-only arrays (the codec's views of the
+    frame). numba compiles read-only arrays as types of their own: without the copies, the
+    first batches from the wire would compile every kernel again after the warm-up, a stall
+    of tens of seconds on a cold cache. The copies cost microseconds per batch."""
+    names = ("t", "z", "R", "vel", "vel_R", "ident", "cls")
+    frozen = [n for n in names if isinstance(getattr(batch, n, None), np.ndarray)
+              and not getattr(batch, n).flags.writeable]  # fmt: skip
+    if not frozen:
+        return batch
+    out = copy.copy(batch)
+    for n in frozen:
+        setattr(out, n, getattr(batch, n).copy())
+    return out
 
 
 def _warm_tracker(tracker: Any, origin: tuple[float, float, float]) -> float:

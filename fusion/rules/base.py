@@ -146,18 +146,30 @@ class PairMemory:
     def get(self, codes: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(found, values): values of each code, defaults where absent."""
         found, slot = self.lookup(codes)
-        vals = {}
-        for name, col in self.cols.items():
-            v = np.full(len(codes), self.defaults[name], dtype=col.dtype)
-            v[found] = col[slot[found]]
-            vals[name] = v
-        return found, vals
+        return found, self.values(found, slot)
 
-    def put(self, codes: np.ndarray, values: dict[str, np.ndarray]) -> None:
-        """Write values for codes (inserting new codes), codes unique."""
-        found, slot = self.lookup(codes)
+    def values(self, found: np.ndarray, slot: np.ndarray) -> dict[str, np.ndarray]:
+        """Values at a lookup's result (found, slot), defaults where not found."""
+        vals = {}
+        sel = slot[found]
         for name, col in self.cols.items():
-            col[slot[found]] = values[name][found]
+            v = np.full(len(found), self.defaults[name], dtype=col.dtype)
+            v[found] = col[sel]
+            vals[name] = v
+        return vals
+
+    def put(
+        self,
+        codes: np.ndarray,
+        values: dict[str, np.ndarray],
+        looked_up: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Write values for codes (inserting new codes), codes unique. `looked_up` is
+        lookup(codes) when the caller already has it (the memory unchanged since)."""
+        found, slot = self.lookup(codes) if looked_up is None else looked_up
+        sel = slot[found]
+        for name, col in self.cols.items():
+            col[sel] = values[name][found]
         new = ~found
         if new.any():
             codes_all = np.concatenate([self.codes, codes[new]])

@@ -46,6 +46,7 @@ class LineCrossing:
     def evaluate(self, ctx: ScanContext) -> Findings:
         found_i, found_site, found_enter = [], [], []
         found_s, found_sigma, found_since = [], [], []
+        band_mask = np.zeros(ctx.n, bool)  # scratch: the tracks in the current line's band
         for n, j in self.lines:
             prm = self.sites.sites[j].rules[NAME]
             idx, s, u = self.sites.line_sides(n, ctx.xy, band_m=prm["band_m"])
@@ -54,7 +55,8 @@ class LineCrossing:
             belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
             memory = self.memory[j]
             codes = ctx.ids[idx]  # one memory per line: keyed by the track id alone
-            _, old = memory.get(codes)
+            found, slot = memory.lookup(codes)
+            old = memory.values(found, slot)
             # a change of side must persist for confirm_scans scans; the first belief is free
             change = (belief != 0) & (belief != old["side"])
             pend_n = np.where(change & (old["pend"] == belief), old["pend_n"] + 1, 1)
@@ -72,6 +74,7 @@ class LineCrossing:
                 {"side": side, "pend": pend, "pend_n": pend_n, "crossed": crossed,
                  "t_seen": np.full(len(idx), ctx.now_s),
                  "t_cross": t_cross, "s": s, "sigma": sigma},
+                (found, slot),
             )  # fmt: skip
             # every crossed track of this line still in the picture, in the band or beyond it
             cols = memory.cols
@@ -82,7 +85,9 @@ class LineCrossing:
             rows = rows[live]
             cols["t_seen"][slots] = ctx.now_s
             # s and sigma are this scan's only for the tracks in the band
-            in_band = np.isin(rows, idx) if len(idx) else np.zeros(len(rows), bool)
+            band_mask[idx] = True
+            in_band = band_mask[rows]
+            band_mask[idx] = False  # clean for the next line
             cross_now = in_band & (cols["t_cross"][slots] == ctx.now_s)
             found_i.append(rows)
             found_site.append(np.full(len(rows), j))

@@ -38,10 +38,14 @@ class Loiter:
             present = p.d_now_m <= b + self.exit_m[p.a]  # False where the rule is off
         k = np.flatnonzero(present)
         codes = PairMemory.code(ctx.ids[p.i[k]], p.site[k])
-        found, old = self.memory.get(codes)
+        looked_up = self.memory.lookup(codes)
+        found = looked_up[0]
+        old = self.memory.values(*looked_up)
         resumed = found & (ctx.now_s - old["t_last"] <= self.grace_s[p.a[k]])
         t_first = np.where(resumed, old["t_first"], ctx.now_s)
-        self.memory.put(codes, {"t_first": t_first, "t_last": np.full(len(k), ctx.now_s)})
+        self.memory.put(
+            codes, {"t_first": t_first, "t_last": np.full(len(k), ctx.now_s)}, looked_up
+        )
         # forget stays whose grace has run out
         _, site = PairMemory.split(self.memory.codes)
         alive = ctx.now_s - self.memory.cols["t_last"] <= self.grace_by_site[site]

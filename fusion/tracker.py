@@ -26,8 +26,9 @@ One `step(batch)`:
    time. A detection older than its track's state is taken at the state's time (dt = 0):
    the service's reorder buffer makes this rare, and a negative predict would be wrong.
 6. Score the scan: hits for updated tracks; misses for unupdated tracks in coverage, only
-   for sensors whose silence means something (a batch carrying identities is from
-   cooperative reporters, whose silence says nothing); confirm by M-of-N.
+   for sensors whose silence means something: a known coverage (declared by heartbeat or
+   `set_coverage`, or a polar/bearing sensor's default range), and not a batch carrying
+   identities (cooperative reporters); confirm by M-of-N.
 7. Start tentative tracks from unassigned `pos` and `polar` detections (reported velocity
    when the batch has one, else zero with the class's velocity sigma).
 8. Delete: misses, coast time, position sigma, tentative tracks that cannot reach M-of-N.
@@ -79,6 +80,10 @@ from fusion.tracks import (
 
 SNAPSHOT_VERSION = 1
 
+# The sensor transform of a batch without a site (the kernels only read it).
+_EYE3 = np.eye(3)
+_ZERO3 = np.zeros(3)
+
 
 @dataclass
 class StepResult:
@@ -102,6 +107,7 @@ class StepResult:
 class _Coverage:
     site_enu: np.ndarray | None  # (3,) theatre ENU of the site, None = everywhere
     max_range_m: float
+    counts_misses: bool = True  # False: silence says nothing (coverage not known)
 
 
 class Tracker:
@@ -161,14 +167,24 @@ class Tracker:
         return self._transforms[key]
 
     def _coverage_of(self, batch: Detections) -> _Coverage:
-        site, rng = self._coverage.get(batch.sensor, (None, 0.0))
-        site = site if site is not None else batch.site
-        if rng <= 0:
-            if batch.kind == KIND_POS and batch.site is None:
-                return _Coverage(None, math.inf)
-            rng = self.config.default_sensor_range_m
+        """Where the sensor looks, and whether a track there that it did not detect misses.
+
+        Misses count only inside a coverage the tracker knows: declared (heartbeat or
+        `set_coverage`), or the default range around the site of a polar or bearing sensor
+        (a radar or array sees what is in range). A position-report sensor without declared
+        coverage (an AIS or ADS-B receiver, a feed of plots) never counts misses: reports come
+        at each target's own pace, so its silence about a track says nothing; such tracks end
+        by coast time or covariance growth.
+        """
+        declared = self._coverage.get(batch.sensor)
+        if declared is None:
+            if batch.kind == KIND_POS or batch.site is None:
+                return _Coverage(None, math.inf, counts_misses=False)
+            site, rng = batch.site, self.config.default_sensor_range_m
+        else:
+            site, rng = declared[0] if declared[0] is not None else batch.site, declared[1]
         if site is None:
-            return _Coverage(None, math.inf)
+            return _Coverage(None, math.inf, counts_misses=False)
         site_enu = self.frame.to_enu(np.asarray(site, dtype=np.float64).reshape(1, 3))[0]
         return _Coverage(site_enu, rng)
 
@@ -213,7 +229,7 @@ class Tracker:
         res = StepResult(t_s=self.t_now_s)
 
         # 1. Convert into the theatre frame (fusion.tracker_batch).
-        M, c = (np.eye(3), np.zeros(3)) if batch.site is None else self._transform(batch.site)
+        M, c = (_EYE3, _ZERO3) if batch.site is None else self._transform(batch.site)
         tb = theatre_batch(batch, t, z, R, self.frame, M, c, p["q_h_m2s3"].shape[0])
         meas, z_meas, R_meas, pos, R_pos, det_tr = tb.meas, tb.z, tb.R, tb.pos, tb.R_pos, tb.det_tr
         vel, vel_R, dident, has_id, cooperative = (
@@ -247,8 +263,9 @@ class Tracker:
             # 3-6 fused for the common batch (fusion.kernels.scan): the same kernels in the
             # same order as below, without the glue between them.
             self._scan_pos(
-                res, in_cov, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits, sensor_bit
-            )
+                res, in_cov, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits, sensor_bit,
+                cov.counts_misses,
+            )  # fmt: skip
         else:
             # 3. Identity first.
             det_of_slot_rows: list[np.ndarray] = []
@@ -333,7 +350,7 @@ class Tracker:
                 lifecycle.score_scan(
                     scored,
                     updated[scored],
-                    not cooperative,
+                    cov.counts_misses and not cooperative,
                     tab.status,
                     tab.hist,
                     tab.nscan,
@@ -376,7 +393,8 @@ class Tracker:
                     tab.ident[slots] = dident[dets]
                 tab.sensors[slots] = sensor_bit
                 tab.kinds[slots] = kind_bits[dets]
-                self._start_imm(slots)
+                if batch.cls is not None or p["imm"][CLS_UNKNOWN]:
+                    self._start_imm(slots)
                 res.initiated = int(slots.shape[0])
                 res.confirmed += int(
                     lifecycle.confirm_new(slots, tab.status, tab.cls, p["confirm_m"])
@@ -419,7 +437,9 @@ class Tracker:
             self._pack()
         return res
 
-    def _scan_pos(self, res, in_cov, usable, z, R, t, det_tr, dcls, kind_bits, sensor_bit):
+    def _scan_pos(
+        self, res, in_cov, usable, z, R, t, det_tr, dcls, kind_bits, sensor_bit, count_miss
+    ):
         """Steps 3 to 6 of a position batch without identities, no IMM track in the table."""
         tab, p = self.table, self._p
         stats = self._stats
@@ -427,7 +447,7 @@ class Tracker:
         rows, _ = scan_pos(
             in_cov, usable, tab.x, tab.P, tab.t_s, tab.status, tab.cls, tab.hist, tab.nscan,
             tab.misses, tab.hits, tab.sensors, tab.kinds, ident_words(tab.ident), z, R, t,
-            det_tr, dcls, CLS_UNKNOWN, kind_bits, sensor_bit, True, p["gate2_pos"],
+            det_tr, dcls, CLS_UNKNOWN, kind_bits, sensor_bit, count_miss, p["gate2_pos"],
             p["q_h_m2s3"], p["q_v_m2s3"], p["grid_cell_m"], p["confirm_m"], p["confirm_n"],
             adopted, stats,
         )  # fmt: skip

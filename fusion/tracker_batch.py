@@ -118,9 +118,12 @@ def theatre_batch(
         cls = np.ascontiguousarray(batch.cls, dtype=np.uint8)
         if cls.shape != (n,) or (n and int(cls.max()) >= n_classes):
             raise ValueError("detection class codes: wrong shape or out of range")
-    cooperative = bool(has_id.any())
+    cooperative = ident is not None and bool(has_id.any())
     if batch.kind == KIND_POS:
-        kind_bits = np.where(has_id, KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
+        if cooperative:
+            kind_bits = np.where(has_id, KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
+        else:
+            kind_bits = np.full(n, KIND_BIT_POS_NONCOOP, np.uint8)
     elif batch.kind == KIND_POLAR:
         kind_bits = np.full(n, KIND_BIT_POLAR)
     else:
@@ -147,7 +150,7 @@ def theatre_batch(
         has_id=has_id,
         cooperative=cooperative,
         cls=cls,
-        kind_bits=kind_bits.astype(np.uint8),
+        kind_bits=np.asarray(kind_bits, dtype=np.uint8),
         usable=usable,
         superseded=superseded,
     )

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fusion.jit import njit
 from fusion.messages import IDENT_DTYPE
 
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
@@ -179,15 +180,16 @@ class TrackTable:
 
     def free(self, slots: np.ndarray) -> None:
         """Release slots: status free, id 0, identity cleared, IMM rows returned."""
-        slots = np.asarray(slots, dtype=np.int64)
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
         if slots.shape[0] == 0:
             return
-        rows = self.imm_slot[slots]
-        self.imm_used[rows[rows >= 0]] = False
-        for name in FIELD_NAMES:
-            # b"" for the identity: assigning 0 to an S24 array would write the text "0".
-            getattr(self, name)[slots] = b"" if name == "ident" else 0
-        self.imm_slot[slots] = -1
+        # One kernel instead of an indexed assignment per field (this runs on every step).
+        _free_slots(
+            slots, self.id, self.x, self.P, self.t_s, self.t0_s, self.status, self.cls,
+            self.hist, self.nscan, self.misses, self.hits,
+            self.ident.view(np.uint64).reshape(self.ident.shape[0], 3), self.sensors,
+            self.kinds, self.imm_slot, self.imm_used,
+        )  # fmt: skip
         self.n_active -= int(slots.shape[0])
 
     # -- snapshots --------------------------------------------------------------------------
@@ -234,3 +236,34 @@ class TrackTable:
         if n and table.next_id <= int(table.id[:n].max()):
             raise ValueError("snapshot next_id is not above every track id")
         return table
+
+
+@njit
+def _free_slots(
+    slots, id_, x, P, t_s, t0_s, status, cls, hist, nscan, misses, hits, ident_words, sensors,
+    kinds, imm_slot, imm_used,
+):  # fmt: skip
+    """Every per-slot field of `slots` zeroed (identity as its three uint64 words), imm_slot -1
+    and the slots' IMM side-table rows returned (`TrackTable.free`)."""
+    for k in range(slots.shape[0]):
+        r = slots[k]
+        if imm_slot[r] >= 0:
+            imm_used[imm_slot[r]] = False
+        id_[r] = 0
+        for a in range(6):
+            x[r, a] = 0.0
+            for b in range(6):
+                P[r, a, b] = 0.0
+        t_s[r] = 0.0
+        t0_s[r] = 0.0
+        status[r] = 0
+        cls[r] = 0
+        hist[r] = 0
+        nscan[r] = 0
+        misses[r] = 0
+        hits[r] = 0
+        for a in range(3):
+            ident_words[r, a] = 0
+        sensors[r] = 0
+        kinds[r] = 0
+        imm_slot[r] = -1

@@ -58,6 +58,7 @@ from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
+from fusion.kernels.prune import tentative_timeouts
 from fusion.kernels.scan import new_track_dets, order_batch, scan_pos, spatial_order
 from fusion.messages import (
     CLS_UNKNOWN,
@@ -71,6 +72,7 @@ from fusion.models import ImmModelSet
 from fusion.picture import TrackPicture
 from fusion.tracker_batch import theatre_batch
 from fusion.tracker_config import TrackerConfig
+from fusion.tracker_prune import DuplicatePruner
 from fusion.tracks import (
     COASTING,
     CONFIRMED,
@@ -134,6 +136,13 @@ class Tracker:
         self._imm_sets: dict[int, ImmModelSet] = {}
         self._steps = 0
         self._stats = np.zeros(5, np.int64)
+        # Sensors that have counted misses (bits as in tab.sensors); duplicate pruning.
+        self._miss_mask = np.uint64(0)
+        cfg = self.config
+        self._pruner = DuplicatePruner(
+            cfg.merge_every_s, cfg.merge_checks, cfg.merge_d2, cfg.merge_sep_m
+        )
+        self._site_enu: dict[tuple[float, float, float], np.ndarray] = {}
         # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
         # grid's cell of the default class.
         self._order_cell_m = float(self._p["grid_cell_m"][CLS_UNKNOWN])
@@ -185,7 +194,11 @@ class Tracker:
             site, rng = declared[0] if declared[0] is not None else batch.site, declared[1]
         if site is None:
             return _Coverage(None, math.inf, counts_misses=False)
-        site_enu = self.frame.to_enu(np.asarray(site, dtype=np.float64).reshape(1, 3))[0]
+        key = (float(site[0]), float(site[1]), float(site[2]))
+        site_enu = self._site_enu.get(key)
+        if site_enu is None:  # a site's ENU is fixed: converted once, not every batch
+            site_enu = self.frame.to_enu(np.asarray(key, dtype=np.float64).reshape(1, 3))[0]
+            self._site_enu[key] = site_enu
         return _Coverage(site_enu, rng)
 
     # -- the step ---------------------------------------------------------------------------
@@ -243,18 +256,22 @@ class Tracker:
         res.superseded = tb.superseded
         sensor_bit = self._sensor_bit(batch.sensor)
 
-        # 2. Coverage.
-        active = tab.active_slots()
+        # 2. Coverage (for the fused path, inside its kernel).
         cov = self._coverage_of(batch)
-        if cov.site_enu is None:
-            in_cov = active
-        else:
-            dt = np.maximum(t_batch - tab.t_s[active], 0.0)
-            e = tab.x[active, 0] + dt * tab.x[active, 3] - cov.site_enu[0]
-            nn = tab.x[active, 1] + dt * tab.x[active, 4] - cov.site_enu[1]
-            in_cov = active[e * e + nn * nn <= cov.max_range_m**2]
+        if cov.counts_misses and not cooperative:
+            self._miss_mask |= sensor_bit
+        fused = meas == MEAS_POS and not cooperative and not tab.imm_used.any()
+        if not fused:
+            active = tab.active_slots()
+            if cov.site_enu is None:
+                in_cov = active
+            else:
+                dt = np.maximum(t_batch - tab.t_s[active], 0.0)
+                e = tab.x[active, 0] + dt * tab.x[active, 3] - cov.site_enu[0]
+                nn = tab.x[active, 1] + dt * tab.x[active, 4] - cov.site_enu[1]
+                in_cov = active[e * e + nn * nn <= cov.max_range_m**2]
 
-        if meas == MEAS_POS and not cooperative and not tab.imm_used.any():
+        if fused:
             if n >= self.config.order_min_batch:
                 pos, R_pos, t, det_tr, dcls, kind_bits, usable = order_batch(
                     pos, R_pos, t, det_tr, dcls, kind_bits, usable, self._order_cell_m
@@ -263,8 +280,8 @@ class Tracker:
             # 3-6 fused for the common batch (fusion.kernels.scan): the same kernels in the
             # same order as below, without the glue between them.
             self._scan_pos(
-                res, in_cov, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits, sensor_bit,
-                cov.counts_misses,
+                res, cov, t_batch, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits,
+                sensor_bit,
             )  # fmt: skip
         else:
             # 3. Identity first.
@@ -423,10 +440,25 @@ class Tracker:
             p["q_v_m2s3"],
             dead,
         )
+        tentative_timeouts(
+            active,
+            self.t_now_s,
+            tab.t_s,
+            tab.status,
+            tab.sensors,
+            self._miss_mask,
+            tab.cls,
+            p["tentative_coast_s"],
+            dead,
+        )
         gone = active[dead]
+        tab.free(gone)
+        if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
+            merged = self._pruner.check(tab, p, self.t_now_s)
+            tab.free(merged)
+            gone = np.sort(np.concatenate([gone, merged]))
         res.deleted_ids = tab.id[gone].copy()
         res.deleted = int(gone.shape[0])
-        tab.free(gone)
         self._steps += 1
         cfg = self.config
         if (
@@ -437,17 +469,17 @@ class Tracker:
             self._pack()
         return res
 
-    def _scan_pos(
-        self, res, in_cov, usable, z, R, t, det_tr, dcls, kind_bits, sensor_bit, count_miss
-    ):
-        """Steps 3 to 6 of a position batch without identities, no IMM track in the table."""
+    def _scan_pos(self, res, cov, t_batch, usable, z, R, t, det_tr, dcls, kind_bits, sensor_bit):
+        """Steps 2 to 6 of a position batch without identities, no IMM track in the table."""
         tab, p = self.table, self._p
         stats = self._stats
         adopted = np.empty(t.shape[0], np.int64)
+        site = _ZERO3 if cov.site_enu is None else cov.site_enu
         rows, _ = scan_pos(
-            in_cov, usable, tab.x, tab.P, tab.t_s, tab.status, tab.cls, tab.hist, tab.nscan,
-            tab.misses, tab.hits, tab.sensors, tab.kinds, ident_words(tab.ident), z, R, t,
-            det_tr, dcls, CLS_UNKNOWN, kind_bits, sensor_bit, count_miss, p["gate2_pos"],
+            cov.site_enu is not None, site, cov.max_range_m**2, t_batch, usable, tab.x, tab.P,
+            tab.t_s, tab.status, tab.cls, tab.hist, tab.nscan, tab.misses, tab.hits,
+            tab.sensors, tab.kinds, ident_words(tab.ident), z, R, t,
+            det_tr, dcls, CLS_UNKNOWN, kind_bits, sensor_bit, cov.counts_misses, p["gate2_pos"],
             p["q_h_m2s3"], p["q_v_m2s3"], p["grid_cell_m"], p["confirm_m"], p["confirm_n"],
             adopted, stats,
         )  # fmt: skip
@@ -690,6 +722,9 @@ class Tracker:
             coverage={
                 k: [None if s is None else list(s), r] for k, (s, r) in self._coverage.items()
             },
+            miss_mask=int(self._miss_mask),
+            merge_pairs=self._pruner.to_list(),
+            merge_last_check_s=float(self._pruner.last_check_s),
         )
         return d
 
@@ -704,4 +739,8 @@ class Tracker:
         tr.sensor_index = {name: i for i, name in enumerate(snapshot["sensor_names"])}
         for k, (s, r) in snapshot.get("coverage", {}).items():
             tr._coverage[k] = (None if s is None else tuple(s), float(r))
+        tr._miss_mask = np.uint64(int(snapshot.get("miss_mask", 0)))
+        tr._pruner.load(
+            snapshot.get("merge_pairs", []), float(snapshot.get("merge_last_check_s", -math.inf))
+        )
         return tr

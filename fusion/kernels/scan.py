@@ -88,14 +88,16 @@ def _gate_assign(
 
 @njit
 def scan_pos(
-    in_cov, usable, x, P, t_s, status, cls, hist, nscan, misses, hits, sensors, kinds, tw,
+    has_site, site_enu, range2_m2, t_batch, usable, x, P, t_s, status, cls, hist, nscan,
+    misses, hits, sensors, kinds, tw,
     z, R, t, det_tr, dcls, cls_unknown, kind_bits, sensor_bit, count_miss, gate2_cls,
     q_h_cls, q_v_cls, cell_cls, confirm_m, confirm_n, adopted, stats,
 ):  # fmt: skip
     """Gate, assign, update and score one position batch; returns (rows, cols) of the
     updates, sorted by table row.
 
-    in_cov (k,) int64: ascending table rows in the sensor's coverage; usable (n,) bool: the
+    Coverage: with has_site, the tracks whose (east, north) predicted to t_batch lies within
+    sqrt(range2_m2) of site_enu (3,); else every active track. usable (n,) bool: the
     detections free to assign (cleared here for the assigned ones). Table arrays as in
     `fusion.tracks`; tw (N, 3) uint64 the table's identity words. z (n, 3), R (n, 3, 3),
     t (n,), det_tr (n,): the batch in theatre ENU. Per-class arrays indexed by class code.
@@ -105,7 +107,21 @@ def scan_pos(
     clusters, late detections, confirmed, adopted.
     """
     nd_all = z.shape[0]
-    nk = in_cov.shape[0]
+    # Coverage: the active tracks (ascending rows), and with a site only those predicted
+    # (east, north) within range of it at the batch's time, as the general path computes it.
+    nk = 0
+    in_cov = np.empty(status.shape[0], np.int64)
+    for r in range(status.shape[0]):
+        if status[r] == 0:
+            continue
+        if has_site:
+            dt = max(t_batch - t_s[r], 0.0)
+            e = x[r, 0] + dt * x[r, 3] - site_enu[0]
+            nn = x[r, 1] + dt * x[r, 4] - site_enu[1]
+            if not e * e + nn * nn <= range2_m2:
+                continue
+        in_cov[nk] = r
+        nk += 1
     n_firm = 0
     for k in range(nk):
         s = status[in_cov[k]]

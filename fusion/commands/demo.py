@@ -8,6 +8,7 @@ itself (service, keys, links, scoring) is fusion.demo.
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def main(args: argparse.Namespace) -> int:
     from fusion.demo import DemoError, DemoOptions, run_demo
 
     console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=140)  # a log or a pipe: no need to fold at 80 columns
     opts = DemoOptions(
         run_dir=args.run_dir,
         template=args.config,

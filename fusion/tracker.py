@@ -59,7 +59,13 @@ from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
 from fusion.kernels.prune import tentative_timeouts
-from fusion.kernels.scan import new_track_dets, order_batch, scan_pos, spatial_order
+from fusion.kernels.scan import (
+    birth_pos,
+    new_track_dets,
+    order_batch,
+    scan_pos,
+    spatial_order,
+)
 from fusion.messages import (
     CLS_UNKNOWN,
     KIND_BEARING,
@@ -382,7 +388,24 @@ class Tracker:
         # 7. Initiate from what is left.
         if batch.kind != KIND_BEARING:
             dets = new_track_dets(usable, det_tr, pos, self._order_cell_m)
-            if dets.shape[0]:
+            if dets.shape[0] and fused and batch.cls is None and not p["imm"][CLS_UNKNOWN]:
+                # The fused path's births: no velocity, identity or IMM class.
+                k = int(dets.shape[0])
+                if tab.capacity - tab.n_active < k:
+                    tab.grow(tab.n_active + k)
+                slots = np.empty(k, np.int64)
+                res.confirmed += int(
+                    birth_pos(
+                        dets, pos, R_pos, t, dcls, kind_bits, sensor_bit,
+                        p["init_vel_sigma_mps"], p["confirm_m"], tab.next_id, tab.id, tab.x,
+                        tab.P, tab.t_s, tab.t0_s, tab.status, tab.hist, tab.nscan, tab.misses,
+                        tab.hits, tab.cls, tab.sensors, tab.kinds, slots,
+                    )
+                )  # fmt: skip
+                tab.next_id += k
+                tab.n_active += k
+                res.initiated = k
+            elif dets.shape[0]:
                 slots = tab.alloc(int(dets.shape[0]))
                 lifecycle.initiate(
                     slots,

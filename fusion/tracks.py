@@ -110,6 +110,10 @@ class TrackTable:
         return int(total + imm)
 
     # -- allocation -------------------------------------------------------------------------
+    def grow(self, needed: int) -> None:
+        """Capacity for at least `needed` slots (doubling); contents and free slots kept."""
+        self._grow(needed)
+
     def _grow(self, needed: int) -> None:
         cap = self.capacity
         new_cap = cap

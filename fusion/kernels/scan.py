@@ -17,7 +17,7 @@ from fusion.jit import njit
 from fusion.kernels.assignment import gnn_clusters
 from fusion.kernels.gating import gate_pairs_pos
 from fusion.kernels.kalman import predict_update_pos
-from fusion.kernels.lifecycle import score_scan
+from fusion.kernels.lifecycle import confirm_new, initiate, score_scan
 
 CONFIRMED, COASTING = 2, 3
 
@@ -313,3 +313,33 @@ def order_batch(pos, R, t, det_tr, cls, kind_bits, usable, cell_m):
         kb2[q] = kind_bits[j]
         us2[q] = usable[j]
     return pos2, R2, t2, tr2, cls2, kb2, us2
+
+
+@njit
+def birth_pos(
+    dets, pos, R_pos, t, dcls, kind_bits, sensor_bit, init_vel_sigma, confirm_m, first_id,
+    id_, x, P, t_s, t0_s, status, hist, nscan, misses, hits, cls, sensors, kinds, slots,
+):  # fmt: skip
+    """Tentative tracks from detections `dets` of a position batch without reported velocity
+    or identities, in the lowest free slots (the caller has grown the table to hold them),
+    with ids first_id, first_id + 1, ... in slot order: `TrackTable.alloc`, then
+    `lifecycle.initiate`, the sensor and kind bits and `lifecycle.confirm_new`, in one call.
+    Writes the slots to `slots` (len(dets),); returns the number confirmed at birth."""
+    k = dets.shape[0]
+    q = 0
+    r = 0
+    while q < k:
+        if status[r] == 0:
+            slots[q] = r
+            id_[r] = first_id + q
+            status[r] = 1
+            q += 1
+        r += 1
+    initiate(
+        slots, dets, pos, R_pos, pos, R_pos, False, t, dcls, init_vel_sigma, x, P, t_s, t0_s,
+        status, hist, nscan, misses, hits, cls,
+    )  # fmt: skip
+    for q in range(k):
+        sensors[slots[q]] = sensor_bit
+        kinds[slots[q]] = kind_bits[dets[q]]
+    return confirm_new(slots, status, cls, confirm_m)

@@ -39,7 +39,7 @@ from fusion.rules import (
 )
 from fusion.rules.base import SENSOR_KIND_NAMES, Findings, PairMemory, ScanContext
 from fusion.rules.params import RULES, SEVERITY_BONUS, SEVERITY_NAMES
-from fusion.rules.text import track_text
+from fusion.rules.text import sensors_text, track_head
 from fusion.sites import SiteSet
 
 __all__ = ["CueConfig", "CueBook", "cue_id", "severity_of", "track_confidence", "STATES"]
@@ -166,6 +166,7 @@ class CueBook:
             r: PairMemory({"last_seen": 0.0, "last_emit": 0.0, "scan": np.int64(0)}) for r in RULES
         }
         self._scan = 0
+        self._fields: dict[str, list[tuple[str, str, str, str]]] = {}
 
     def step(self, findings: list[Findings], ctx: ScanContext) -> list[dict[str, Any]]:
         self._scan += 1
@@ -205,9 +206,9 @@ class CueBook:
                     del self.open[key]
                     del self._others[key]
         bodies: list[tuple[tuple, dict[str, Any]]] = []
-        for F, ks, states, cues in batches:
-            for state, cue, body in zip(states, cues, _track_bodies(self, F, ks, states, cues,
-                                                                    ctx), strict=True):  # fmt: skip
+        if batches:
+            steps = [sc for _, _, states, cues in batches for sc in zip(states, cues, strict=True)]
+            for (state, cue), body in zip(steps, _track_bodies(self, batches, ctx), strict=True):
                 cue.last_body = body
                 bodies.append((_order(cue, state), body))
         for state, cue in emit:
@@ -340,6 +341,15 @@ class CueBook:
 
     # -- bodies -------------------------------------------------------------------------------
 
+    def _site_fields(self, rule: str) -> list[tuple[str, str, str, str]]:
+        """Per site index: (id, name, severity, topic) of the rule's cues, built once."""
+        fields = self._fields.get(rule)
+        if fields is None:
+            fields = [(s.id, s.name, severity_of(s.priority, rule), f"cue.{rule}.{s.id}")
+                      for s in self.sites.sites]  # fmt: skip
+            self._fields[rule] = fields
+        return fields
+
     def _other_body(self, state: str, cue: _Cue, ctx: ScanContext) -> dict[str, Any]:
         """Bodies of event and sensor cues, and every close (from the cue's latest body)."""
         site = self.sites.sites[cue.site]
@@ -392,10 +402,18 @@ def _body(cue, state, site, t_s, pos, vel, sigma, conf, evidence, text) -> dict[
     }
 
 
-def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext):
-    """Bodies of the open/update steps of one track rule's findings `ks`, built with array
-    operations for all of them at once."""
-    i = F.i[ks]
+def _track_bodies(book: CueBook, batches, ctx: ScanContext) -> list[dict[str, Any]]:
+    """Bodies of the open/update steps of the track rules' findings, one per cue of
+    `batches` [(findings F, their selected rows ks, states, cues)], in that order.
+
+    Everything numeric is computed with array operations over all the batches' cues at once
+    and turned into Python lists; the loop per cue only fills two dicts and formats the
+    sentence. The track's description is cached per track (fusion.rules.text.track_head) and
+    the per-(rule, site) fields are computed once per site (`CueBook._site_fields`)."""
+    i = np.concatenate([F.i[ks] for F, ks, _, _ in batches])
+    rule_conf = np.concatenate(
+        [F.conf[ks] if F.conf is not None else np.ones(len(ks)) for F, ks, _, _ in batches]
+    )  # x * 1.0 == x exactly: a rule without its own factor leaves the confidence as it is
     rows = ctx.rows[i]
     pic = ctx.picture
     x = pic.x[rows]
@@ -415,9 +433,7 @@ def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext
     quality = pic.quality[rows]
     n_sensors = pic.n_sensors[rows].astype(np.int64)
     kinds = pic.sensor_kinds[rows].astype(np.int64)
-    conf = track_confidence(quality, n_sensors, kinds, ident_raw != b"")
-    if F.conf is not None:
-        conf = conf * F.conf[ks]
+    conf = track_confidence(quality, n_sensors, kinds, ident_raw != b"") * rule_conf
     conf = np.round(conf, 3).tolist()
     ids = pic.id[rows].tolist()
     cls = pic.cls[rows].tolist()
@@ -429,64 +445,91 @@ def _track_bodies(book: CueBook, F: Findings, ks, states, cues, ctx: ScanContext
     ns_l = n_sensors.tolist()
     kinds_l = kinds.tolist()
     idents = [s.decode("ascii", "replace") for s in ident_raw.tolist()]
-    metrics = []
-    for name, arr in F.metrics.items():
-        vals = arr(ks) if callable(arr) else arr[ks]
-        if vals.dtype == bool:
-            metrics.append((name, vals.tolist(), None))
-        else:
-            finite = np.isfinite(vals).tolist()
-            metrics.append((name, np.round(np.where(np.isfinite(vals), vals, 0.0), 1).tolist(),
-                            finite))  # fmt: skip
-    out = []
     sensor_names = {m: [n for bit, n in SENSOR_KIND_NAMES if m & bit] for m in set(kinds_l)}
     cls_names = [CLASS_NAMES[c] if c < len(CLASS_NAMES) else "unknown" for c in cls]
-    rule = F.rule  # one rule per batch: its sentence, topic and severity bonus are shared
-    sentence = SENTENCES[rule]
     t_s = float(ctx.now_s)
     sites = book.sites.sites
-    for m, (state, cue) in enumerate(zip(states, cues, strict=True)):
-        site = sites[cue.site]
-        evidence: dict[str, Any] = {
-            "track": ids[m],
-            "class": cls_names[m],
-            "ident": idents[m] or None,
-            "speed_mps": speed_r[m],
-            "quality": quality_l[m],
-            "n_sensors": ns_l[m],
-            "sensor_kinds": sensor_names[kinds_l[m]],
-            "hits": hits[m],
-            "t_update_s": t_upd[m],
-        }
-        for name, vals, finite in metrics:
-            if finite is None or finite[m]:
-                evidence[name] = vals[m]
-        evidence["subject"] = cue.subject
-        evidence["who_text"] = track_text(
-            ids[m], cls[m], idents[m], speed_l[m], ns_l[m], kinds_l[m]
-        )
-        out.append(
-            {
-                "id": cue.id,
-                "seq": None,
-                "state": state,
-                "rule": rule,
-                "site": site.id,
-                "site_name": site.name,
-                "track": cue.subject,
-                "t_s": t_s,
-                "opened_t_s": cue.opened_t_s,
-                "severity": severity_of(site.priority, rule),
-                "confidence": conf[m],
-                "pos": pos[m],
-                "vel": vel[m],
-                "sigma_m": sigma[m],
-                "evidence": evidence,
-                "text": sentence(state, site, evidence),
-                "topic": f"cue.{rule}.{site.id}",
+    out = []
+    m = 0  # position over all batches
+    for F, ks, states, cues in batches:
+        rule = F.rule  # one rule per batch: its sentence, topic and severity are shared
+        sentence = SENTENCES[rule]
+        site_fields = book._site_fields(rule)
+        names, columns, finite = _metric_columns(F, ks)
+        # per cue, its metric values in `names` order (when none is ever missing)
+        rows_k = list(zip(*columns, strict=True)) if names else [()] * len(ks)
+        for k, (state, cue) in enumerate(zip(states, cues, strict=True)):
+            site = sites[cue.site]
+            site_id, site_name, severity, topic = site_fields[cue.site]
+            evidence: dict[str, Any] = {
+                "track": ids[m],
+                "class": cls_names[m],
+                "ident": idents[m] or None,
+                "speed_mps": speed_r[m],
+                "quality": quality_l[m],
+                "n_sensors": ns_l[m],
+                "sensor_kinds": sensor_names[kinds_l[m]],
+                "hits": hits[m],
+                "t_update_s": t_upd[m],
             }
-        )
+            if finite is None:  # every metric finite for every cue: no check per value
+                evidence.update(zip(names, rows_k[k], strict=True))
+            else:
+                for name, vals, ok in zip(names, columns, finite, strict=True):
+                    if ok is None or ok[k]:
+                        evidence[name] = vals[k]
+            evidence["subject"] = cue.subject
+            evidence["who_text"] = (
+                f"{track_head(ids[m], cls[m], idents[m])} "
+                f"({speed_l[m]:.1f} m/s, {sensors_text(ns_l[m], kinds_l[m])})"
+            )
+            out.append(
+                {
+                    "id": cue.id,
+                    "seq": None,
+                    "state": state,
+                    "rule": rule,
+                    "site": site_id,
+                    "site_name": site_name,
+                    "track": cue.subject,
+                    "t_s": t_s,
+                    "opened_t_s": cue.opened_t_s,
+                    "severity": severity,
+                    "confidence": conf[m],
+                    "pos": pos[m],
+                    "vel": vel[m],
+                    "sigma_m": sigma[m],
+                    "evidence": evidence,
+                    "text": sentence(state, site, evidence),
+                    "topic": topic,
+                }
+            )
+            m += 1
     return out
+
+
+def _metric_columns(F: Findings, ks: np.ndarray):
+    """The rule's metrics of findings ks as Python lists: (names, columns, finite), finite
+    None when every value is finite, else per metric a list of flags (None: a bool metric,
+    always reported). Non-finite values are left out of the evidence."""
+    names, columns, flags = [], [], []
+    any_missing = False
+    for name, arr in F.metrics.items():
+        vals = arr(ks) if callable(arr) else arr[ks]
+        names.append(name)
+        if vals.dtype == bool:
+            columns.append(vals.tolist())
+            flags.append(None)
+            continue
+        ok = np.isfinite(vals)
+        if ok.all():
+            columns.append(np.round(vals, 1).tolist())
+            flags.append(None)
+        else:
+            any_missing = True
+            columns.append(np.round(np.where(ok, vals, 0.0), 1).tolist())
+            flags.append(ok.tolist())
+    return names, columns, (flags if any_missing else None)
 
 
 _STATE_RANK = {"close": 0, "open": 1, "update": 2}

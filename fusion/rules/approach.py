@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fusion.rules.base import Findings, ScanContext, area_param
-from fusion.rules.text import distance_text, duration_text
+from fusion.rules.text import distance_text, duration_text, site_distance_text
 from fusion.sites import Site, SiteSet
 
 NAME = "approach"
@@ -113,7 +113,7 @@ def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
     verb = "is approaching" if state == "open" else "is still approaching"
     closest = ev["closest_m"]
     where = (
-        f"into its {distance_text(site.buffer_m)} buffer"
+        f"into its {site_distance_text(site.buffer_m)} buffer"
         if closest <= site.buffer_m
         else f"to within {distance_text(closest)}"
     )

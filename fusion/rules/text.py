@@ -27,6 +27,12 @@ def duration_text(t_s: float) -> str:
     return f"{h} h {rem // 60} min"
 
 
+@lru_cache(maxsize=4096)
+def site_distance_text(d_m: float) -> str:
+    """distance_text of a site's own, fixed distance (its buffer), cached."""
+    return distance_text(d_m)
+
+
 @lru_cache(maxsize=1024)
 def sensors_text(n_sensors: int, kinds_mask: int) -> str:
     """`radar x2`, or `position reports+radar, 3 sensors` when kinds are mixed."""
@@ -38,16 +44,22 @@ def sensors_text(n_sensors: int, kinds_mask: int) -> str:
     return "+".join(kinds) + f", {n_sensors} sensors"
 
 
+@lru_cache(maxsize=65536)
+def track_head(track_id: int, cls: int, ident: str) -> str:
+    """`Unidentified surface track 4821`, `Surface track 17 [mmsi:235070762]`: the part of
+    a track's description that does not change between its updates (cached)."""
+    cls_name = CLASS_NAMES[cls] if cls < len(CLASS_NAMES) else "unknown"
+    noun = "track" if cls_name == "unknown" else f"{cls_name} track"
+    head = f"{noun} {track_id}"
+    if ident:
+        return head[0].upper() + head[1:] + f" [{ident}]"
+    return f"Unidentified {head}"
+
+
 def track_text(
     track_id: int, cls: int, ident: str, speed_mps: float, n_sensors: int, kinds_mask: int
 ) -> str:
     """`Unidentified surface track 4821 (11.2 m/s, radar x2)`, or with its identity:
     `Surface track 17 [mmsi:235070762] (6.0 m/s, position reports x1)`."""
-    cls_name = CLASS_NAMES[cls] if cls < len(CLASS_NAMES) else "unknown"
-    noun = "track" if cls_name == "unknown" else f"{cls_name} track"
-    head = f"{noun} {track_id}"
-    if ident:
-        head = head[0].upper() + head[1:] + f" [{ident}]"
-    else:
-        head = f"Unidentified {head}"
+    head = track_head(track_id, cls, ident)
     return f"{head} ({speed_mps:.1f} m/s, {sensors_text(n_sensors, kinds_mask)})"

@@ -395,3 +395,44 @@ def predict_horizontal(x, P, t_upd_s, rows, now_s, out_xy, out_v, out_Pxy, out_o
                     + dt * dt * P[r, 3 + a, 3 + b]
                 )
     return n_ok
+
+
+@njit
+def cross_track_sigma(P, rows, dt_s, v, out):
+    """Standard deviation (m) across the velocity of tracks `rows`' positions dt_s[p] after
+    their last update, without process noise: sqrt(w' (Ppp + dt (Ppv + Pvp) + dt^2 Pvv) w),
+    w the unit normal to v[p] (P the tracks' 6x6 covariances). The operations are those of
+    the numpy form (elementwise sum, then einsum "ka,kab,kb->k"), in the same order, so the
+    result is the same bit for bit."""
+    for p in range(rows.shape[0]):
+        r = rows[p]
+        vx = v[p, 0]
+        vy = v[p, 1]
+        speed = np.hypot(vx, vy)  # np.hypot: the numpy form's own function
+        if not speed >= 1e-9:  # np.maximum(speed, 1e-9), v being finite
+            speed = 1e-9
+        w0 = -vy / speed
+        w1 = vx / speed
+        d = dt_s[p]
+        d2 = d**2
+        acc = 0.0
+        for a in range(2):
+            wa = w0 if a == 0 else w1
+            for b in range(2):
+                wb = w0 if b == 0 else w1
+                pt = (P[r, a, b] + d * (P[r, a, 3 + b] + P[r, b, 3 + a])) + d2 * P[r, 3 + a, 3 + b]
+                acc += wa * pt * wb
+        out[p] = 0.0 if acc < 0.0 else math.sqrt(acc)  # np.maximum keeps a NaN
+
+
+@njit
+def sigma_along(Pxy, idx, u, out):
+    """Standard deviation (m) of positions idx[p] along unit vectors u[p]:
+    sqrt(u' Pxy u), in the order of einsum "ka,kab,kb->k" (the same bits)."""
+    for p in range(idx.shape[0]):
+        i = idx[p]
+        acc = 0.0
+        for a in range(2):
+            for b in range(2):
+                acc += u[p, a] * Pxy[i, a, b] * u[p, b]
+        out[p] = 0.0 if acc < 0.0 else math.sqrt(acc)  # np.maximum keeps a NaN

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fusion.kernels import sites as K
 from fusion.rules.base import Findings, ScanContext, area_param
 from fusion.rules.text import distance_text, duration_text, site_distance_text
 from fusion.sites import Site, SiteSet
@@ -93,17 +94,12 @@ def _cross_track_sigma(ctx: ScanContext, i: np.ndarray, t_s: np.ndarray) -> np.n
     if len(i) == 0:
         return np.zeros(0)
     rows = ctx.rows[i]
-    P = ctx.picture.P[rows]  # (k, 6, 6) at the last update
     dt = t_s + np.maximum(ctx.now_s - ctx.picture.t_upd_s[rows], 0.0)
-    v = ctx.v[i]
-    speed = np.maximum(np.hypot(v[:, 0], v[:, 1]), 1e-9)
-    w = np.stack([-v[:, 1] / speed, v[:, 0] / speed], axis=1)  # (k, 2)
-    Ppp = P[:, 0:2, 0:2]
-    Ppv = P[:, 0:2, 3:5]
-    Pvv = P[:, 3:5, 3:5]
-    Pt = Ppp + dt[:, None, None] * (Ppv + np.swapaxes(Ppv, 1, 2)) + (dt**2)[:, None, None] * Pvv
-    var = np.einsum("ka,kab,kb->k", w, Pt, w)
-    return np.sqrt(np.maximum(var, 0.0))
+    out = np.empty(len(i))
+    K.cross_track_sigma(
+        np.ascontiguousarray(ctx.picture.P), rows, dt, np.ascontiguousarray(ctx.v[i]), out
+    )
+    return out
 
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from fusion.kernels import sites as K
 from fusion.messages import Detections
 from fusion.picture import TrackPicture
 from fusion.sites import AreaPairs, SiteSet
@@ -64,9 +65,9 @@ class ScanContext:
 
     def sigma_along(self, i: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Standard deviation (m) of track i's position along unit vectors u (k, 2)."""
-        P = self.Pxy[i]
-        var = np.einsum("ka,kab,kb->k", u, P, u)
-        return np.sqrt(np.maximum(var, 0.0))
+        out = np.empty(len(i))
+        K.sigma_along(self.Pxy, np.asarray(i, np.int64), np.ascontiguousarray(u), out)
+        return out
 
 
 @dataclass(eq=False)

@@ -1,0 +1,185 @@
+"""Pruning kernels: tracks the per-scan lifecycle cannot remove by itself.
+
+This module owns two rules that `fusion.kernels.lifecycle` (misses, coast time, covariance)
+does not cover, both applied by `fusion.tracker.Tracker.step`:
+
+- Duplicates. Two firm tracks of one target (a second track started while the first was
+  coasting, or from two reports of one target in one batch) both keep being updated when
+  the target's reports alternate between them; with sensors whose silence says nothing
+  (position reports without a declared coverage) neither ever misses. `duplicate_pairs`
+  finds the pairs of firm tracks whose whole states (position and velocity), predicted to a
+  common time, differ by less than a chi-square threshold under the sum of their
+  covariances: a difference that says nothing. The tracker deletes one of a pair (the
+  younger) once the pair has been found on several consecutive checks, so two targets that
+  merely cross (different velocities) or pass close once are never merged.
+- Tentative tracks seen only by such silent sensors: with no scored scans they cannot fail
+  M-of-N, so `tentative_timeouts` deletes them after their class's `tentative_coast_s`
+  without an update.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fusion.jit import njit
+from fusion.models import cv_predict_into
+
+TENTATIVE = 1
+
+
+@njit
+def _cell(v_m, cell_m):
+    return min(max(int(math.floor(v_m / cell_m)) + (1 << 20), 0), (1 << 21) - 1)
+
+
+@njit
+def _d2_sum(xa, Pa, xb, Pb, S, y):
+    """(xa - xb)^T (Pa + Pb)^-1 (xa - xb) over the 6 state components (inf if not PD)."""
+    for i in range(6):
+        y[i] = xa[i] - xb[i]
+        for j in range(6):
+            S[i, j] = Pa[i, j] + Pb[i, j]
+    for j in range(6):  # lower Cholesky in place
+        d = S[j, j]
+        for k in range(j):
+            d -= S[j, k] * S[j, k]
+        if not d > 0.0:
+            return np.inf
+        d = math.sqrt(d)
+        S[j, j] = d
+        for i in range(j + 1, 6):
+            s = S[i, j]
+            for k in range(j):
+                s -= S[i, k] * S[j, k]
+            S[i, j] = s / d
+    d2 = 0.0
+    for i in range(6):  # forward substitution: L w = y
+        s = y[i]
+        for k in range(i):
+            s -= S[i, k] * y[k]
+        y[i] = s / S[i, i]
+        d2 += y[i] * y[i]
+    return d2
+
+
+@njit
+def duplicate_pairs(rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m):
+    """Pairs (a, b) of table rows among `rows` (ascending) that look like one target.
+
+    Each track is predicted (CV, its class's process noise; nothing written back) to
+    t_ref_s (or kept at its own time if later); a pair qualifies when the horizontal distance
+    is under sep_max_m and the 6-D state difference's Mahalanobis square under the sum of the
+    two covariances is under d2_max. Tracks holding two different cooperative identities
+    (ident_words (N, 3) uint64, all zero = none) never pair. Returns (a, b, d2) with a < b,
+    sorted by (a, b): deterministic for the same table.
+    """
+    n = rows.shape[0]
+    # Predicted positions first (x + dt v, as cv_predict_into computes them); the whole
+    # predicted state and covariance only for the tracks that have a neighbour within reach
+    # (few), on first need.
+    xs = np.empty((n, 6))
+    Ps = np.empty((n, 6, 6))
+    done = np.zeros(n, np.bool_)
+    dts = np.empty(n)
+    pe = np.empty(n)
+    pn = np.empty(n)
+    keys = np.empty(n, np.int64)
+    for k in range(n):
+        r = rows[k]
+        dt = max(t_ref_s - t_s[r], 0.0)
+        dts[k] = dt
+        pe[k] = x[r, 0] + dt * x[r, 3]
+        pn[k] = x[r, 1] + dt * x[r, 4]
+        keys[k] = (_cell(pe[k], sep_max_m) << 21) | _cell(pn[k], sep_max_m)
+    order = np.argsort(keys, kind="mergesort")
+    sk = keys[order]
+    cap = 16
+    pa = np.empty(cap, np.int64)
+    pb = np.empty(cap, np.int64)
+    pd = np.empty(cap, np.float64)
+    m = 0
+    S = np.empty((6, 6))
+    y = np.empty(6)
+    sep2 = sep_max_m * sep_max_m
+    # Tracks visited in key order: the three cells (kx + dx, ky - 1 .. ky + 1) of a column are
+    # one run of the sorted keys, and its bounds only move forward (three sweeping pointers
+    # instead of binary searches).
+    los = np.zeros(3, np.int64)
+    his = np.zeros(3, np.int64)
+    for v in range(n):
+        k = order[v]
+        kx = keys[k] >> 21
+        ky = keys[k] & ((1 << 21) - 1)
+        for dx in range(-1, 2):
+            base = (kx + dx) << 21
+            lo = los[dx + 1]
+            while lo < n and sk[lo] < base + ky - 1:
+                lo += 1
+            hi = max(his[dx + 1], lo)
+            while hi < n and sk[hi] <= base + ky + 1:
+                hi += 1
+            los[dx + 1] = lo
+            his[dx + 1] = hi
+            for q in range(lo, hi):
+                j = order[q]
+                if j <= k:
+                    continue  # each pair once, from its lower row
+                de = pe[k] - pe[j]
+                dn = pn[k] - pn[j]
+                if de * de + dn * dn > sep2:
+                    continue
+                ra, rb = rows[k], rows[j]
+                ia = ident_words[ra, 0] | ident_words[ra, 1] | ident_words[ra, 2]
+                ib = ident_words[rb, 0] | ident_words[rb, 1] | ident_words[rb, 2]
+                if ia != 0 and ib != 0:
+                    same = True
+                    for w in range(3):
+                        if ident_words[ra, w] != ident_words[rb, w]:
+                            same = False
+                    if not same:
+                        continue
+                for u in (k, j):
+                    if not done[u]:
+                        ru = rows[u]
+                        for i in range(6):
+                            xs[u, i] = x[ru, i]
+                            for jj in range(6):
+                                Ps[u, i, jj] = P[ru, i, jj]
+                        c = cls[ru]
+                        cv_predict_into(xs[u], Ps[u], dts[u], q_h[c], q_v[c])
+                        done[u] = True
+                d2 = _d2_sum(xs[k], Ps[k], xs[j], Ps[j], S, y)
+                if d2 < d2_max:
+                    if m == cap:
+                        cap *= 2
+                        pa2 = np.empty(cap, np.int64)
+                        pb2 = np.empty(cap, np.int64)
+                        pd2 = np.empty(cap, np.float64)
+                        pa2[:m] = pa[:m]
+                        pb2[:m] = pb[:m]
+                        pd2[:m] = pd[:m]
+                        pa, pb, pd = pa2, pb2, pd2
+                    pa[m] = ra
+                    pb[m] = rb
+                    pd[m] = d2
+                    m += 1
+    # rows ascending and a from the lower row: sort by (a, b).
+    big = np.int64(x.shape[0])
+    o = np.argsort(pa[:m] * big + pb[:m], kind="mergesort")
+    return pa[:m][o], pb[:m][o], pd[:m][o]
+
+
+@njit
+def tentative_timeouts(rows, t_now_s, t_s, status, sensors, scored_mask, cls, coast_s, out):
+    """out[k] |= the tentative track at rows[k] was only seen by sensors outside scored_mask
+    (sensor bits of the sensors that have counted misses) and has had no update for longer
+    than its class's coast_s (0: rule off for the class)."""
+    for k in range(rows.shape[0]):
+        r = rows[k]
+        if status[r] != TENTATIVE or (sensors[r] & scored_mask) != 0:
+            continue
+        c = cls[r]
+        if coast_s[c] > 0.0 and t_now_s - t_s[r] > coast_s[c]:
+            out[k] = True

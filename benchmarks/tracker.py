@@ -204,11 +204,16 @@ def _clock() -> float:
 
 def _warm_up() -> None:
     """Compile (or load from cache) every kernel on a tiny case, outside the timing."""
+    from dataclasses import replace
+
     from fusion.messages import Detections
     from fusion.tracker import Tracker
+    from fusion.tracker_config import TrackerConfig
 
-    small = make_scenario(20, 4, seed=99)
-    tr = Tracker(None, ORIGIN)
+    # Six scans, so tracks confirm and the periodic checks run; order_min_batch=1 so the
+    # reordering of large batches (>= 4,096 detections by default) is compiled here too.
+    small = make_scenario(20, 6, seed=99)
+    tr = Tracker(replace(TrackerConfig(), order_min_batch=1), ORIGIN)
     tr.set_coverage("w", max_range_m=SPACING_M * math.sqrt(20), site=ORIGIN)
     for k, z in enumerate(small.det_llh):
         tr.step(

@@ -66,6 +66,7 @@ from fusion.kernels.scan import (
     scan_pos,
     spatial_order,
 )
+from fusion.kernels.velocity_check import discount_stale_velocity
 from fusion.messages import (
     CLS_UNKNOWN,
     KIND_BEARING,
@@ -79,6 +80,7 @@ from fusion.picture import TrackPicture
 from fusion.tracker_batch import theatre_batch
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_prune import DuplicatePruner
+from fusion.tracker_repeats import RepeatFilter
 from fusion.tracks import (
     COASTING,
     CONFIRMED,
@@ -103,6 +105,7 @@ class StepResult:
     confirmed: int = 0  # tracks confirmed in this step
     deleted: int = 0  # tracks deleted in this step
     superseded: int = 0  # detections dropped for a later one of the same identity
+    repeated: int = 0  # reports dropped as re-sent positions (fusion.tracker_repeats)
     rejected: int = 0  # detections dropped for a non-finite time, value or covariance
     late: int = 0  # assigned detections older than their track's state (taken at dt = 0)
     pairs: int = 0  # gated (track, detection) pairs
@@ -146,8 +149,13 @@ class Tracker:
         self._miss_mask = np.uint64(0)
         cfg = self.config
         self._pruner = DuplicatePruner(
-            cfg.merge_every_s, cfg.merge_checks, cfg.merge_d2, cfg.merge_sep_m
+            cfg.merge_every_s,
+            cfg.merge_checks,
+            cfg.merge_d2,
+            cfg.merge_sep_m,
+            cfg.merge_min_speed_mps,
         )
+        self._repeats = RepeatFilter(cfg.repeat_window_s)
         self._site_enu: dict[tuple[float, float, float], np.ndarray] = {}
         # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
         # grid's cell of the default class.
@@ -266,6 +274,9 @@ class Tracker:
         cov = self._coverage_of(batch)
         if cov.counts_misses and not cooperative:
             self._miss_mask |= sensor_bit
+        if batch.kind == KIND_POS and (batch.vel is not None or cooperative):
+            # State-vector reports: drop re-sent positions (fusion.tracker_repeats).
+            res.repeated = self._repeats.mark(batch.sensor, z, t, usable)
         fused = meas == MEAS_POS and not cooperative and not tab.imm_used.any()
         if not fused:
             active = tab.active_slots()
@@ -351,6 +362,21 @@ class Tracker:
                 rows = cols = np.zeros(0, np.int64)
             if rows.shape[0]:
                 res.late = int(np.count_nonzero(t[cols] < tab.t_s[rows]))
+                if meas == MEAS_POS_VEL:  # a stale reported velocity updates nothing
+                    discount_stale_velocity(
+                        rows,
+                        cols,
+                        t,
+                        tab.x,
+                        tab.P,
+                        tab.t_s,
+                        tab.cls,
+                        p["q_h_m2s3"],
+                        p["q_v_m2s3"],
+                        z_meas,
+                        R_meas,
+                        self.config.vel_check_d2,
+                    )
                 self._update(rows, cols, t, z_meas, R_meas, meas, M, c)
                 res.assigned = int(rows.shape[0])
                 # Bookkeeping of the updated tracks: sensors, kinds, identity, class.
@@ -475,12 +501,14 @@ class Tracker:
             dead,
         )
         gone = active[dead]
+        res.deleted_ids = tab.id[gone].copy()
         tab.free(gone)
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
             merged = self._pruner.check(tab, p, self.t_now_s)
-            tab.free(merged)
-            gone = np.sort(np.concatenate([gone, merged]))
-        res.deleted_ids = tab.id[gone].copy()
+            if merged.shape[0]:
+                res.deleted_ids = np.concatenate([res.deleted_ids, tab.id[merged]])
+                tab.free(merged)
+                gone = np.concatenate([gone, merged])
         res.deleted = int(gone.shape[0])
         self._steps += 1
         cfg = self.config
@@ -748,6 +776,7 @@ class Tracker:
             miss_mask=int(self._miss_mask),
             merge_pairs=self._pruner.to_list(),
             merge_last_check_s=float(self._pruner.last_check_s),
+            repeats=self._repeats.to_dict(),
         )
         return d
 
@@ -766,4 +795,5 @@ class Tracker:
         tr._pruner.load(
             snapshot.get("merge_pairs", []), float(snapshot.get("merge_last_check_s", -math.inf))
         )
+        tr._repeats.load(snapshot.get("repeats", {}))
         return tr

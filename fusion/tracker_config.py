@@ -36,6 +36,9 @@ class ClassParams:
         reports no velocity (the velocity starts at zero).
     grid_cell_m: edge of the square cells of the gating grid; about the typical gate radius.
     imm: run the IMM (constant velocity + coordinated turns) for this class.
+    tentative_coast_s: a tentative track seen only by sensors that count no misses (no known
+        coverage: position reports come at each target's own pace) cannot be scored M-of-N
+        by scans; it is deleted after this long without an update (0: never by this rule).
     """
 
     q_h_m2s3: float
@@ -49,6 +52,7 @@ class ClassParams:
     init_vel_sigma_mps: float
     grid_cell_m: float
     imm: bool = False
+    tentative_coast_s: float = 0.0
 
 
 def _default_classes() -> dict[str, ClassParams]:
@@ -66,6 +70,7 @@ def _default_classes() -> dict[str, ClassParams]:
         init_vel_sigma_mps=250.0,
         grid_cell_m=3_000.0,
         imm=True,
+        tentative_coast_s=30.0,
     )
     # Surface vessels: slow, smooth; AIS reports every few seconds to minutes, so long coasts.
     surface = ClassParams(
@@ -79,6 +84,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_pos_sigma_m=2_000.0,
         init_vel_sigma_mps=15.0,
         grid_cell_m=1_000.0,
+        tentative_coast_s=60.0,
     )
     # Ground vehicles: slow, start and stop often.
     ground = ClassParams(
@@ -92,6 +98,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_pos_sigma_m=1_000.0,
         init_vel_sigma_mps=25.0,
         grid_cell_m=500.0,
+        tentative_coast_s=10.0,
     )
     # Unknown: between ground and air; used by radars that do not classify. Its wide velocity
     # prior makes a new track's second gate large (about 1 km at 2 s), so clutter pairs up
@@ -108,6 +115,7 @@ def _default_classes() -> dict[str, ClassParams]:
         max_pos_sigma_m=3_000.0,
         init_vel_sigma_mps=100.0,
         grid_cell_m=1_000.0,
+        tentative_coast_s=5.0,
     )
     return {"unknown": unknown, "air": air, "surface": surface, "ground": ground}
 
@@ -139,6 +147,19 @@ class TrackerConfig:
     order_min_batch: a position batch of at least this many detections (without identities)
         is first reordered in the table's spatial order, so that its updates read it nearly in
         sequence (below this size it fits in cache and the sort would cost more than it saves).
+    merge_every_s, merge_checks, merge_d2, merge_sep_m: duplicate tracks
+        (`fusion.tracker_prune`): every `merge_every_s` of tracker time, two firm tracks
+        within `merge_sep_m` whose 6-D state difference has a Mahalanobis square under
+        `merge_d2` (sum of their covariances) are a candidate pair; a pair found on
+        `merge_checks` consecutive checks is merged into the older track (0 checks = never).
+    merge_min_speed_mps: only tracks moving at least this fast are merged: stationary
+        neighbours (moored vessels, parked aircraft) are common and look alike.
+    repeat_window_s: a state-vector report (velocity or identity in its batch) repeating, bit
+        for bit, a horizontal position its sensor sent within this window is a re-sent stale
+        position and is dropped (`fusion.tracker_repeats`; 0 = off).
+    vel_check_d2: a reported velocity whose Mahalanobis square against the track's
+        predicted velocity exceeds this is not used in the update
+        (`fusion.kernels.velocity_check`).
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -151,6 +172,13 @@ class TrackerConfig:
     pack_every: int = 32
     pack_min_tracks: int = 4_096
     order_min_batch: int = 4_096
+    merge_every_s: float = 2.0
+    merge_checks: int = 3
+    merge_d2: float = 16.81  # chi-square, 6 degrees of freedom, 99 %
+    merge_sep_m: float = 500.0
+    merge_min_speed_mps: float = 2.0
+    repeat_window_s: float = 30.0
+    vel_check_d2: float = 16.27  # chi-square, 3 degrees of freedom, 99.9 %
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

@@ -65,14 +65,19 @@ def _d2_sum(xa, Pa, xb, Pb, S, y):
 
 
 @njit
-def duplicate_pairs(rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m):
+def duplicate_pairs(
+    rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m, min_speed_mps
+):
     """Pairs (a, b) of table rows among `rows` (ascending) that look like one target.
 
     Each track is predicted (CV, its class's process noise; nothing written back) to
     t_ref_s (or kept at its own time if later); a pair qualifies when the horizontal distance
     is under sep_max_m and the 6-D state difference's Mahalanobis square under the sum of the
-    two covariances is under d2_max. Tracks holding two different cooperative identities
-    (ident_words (N, 3) uint64, all zero = none) never pair. Returns (a, b, d2) with a < b,
+    two covariances is under d2_max. Both tracks must move (horizontal speed of at least
+    min_speed_mps): two stationary targets side by side (moored vessels, parked aircraft) are
+    common and their tracks alike; two moving targets with one state are one target. Tracks
+    holding two different cooperative identities (ident_words (N, 3) uint64, all zero =
+    none) never pair. Returns (a, b, d2) with a < b,
     sorted by (a, b): deterministic for the same table.
     """
     n = rows.shape[0]
@@ -108,8 +113,11 @@ def duplicate_pairs(rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max
     # instead of binary searches).
     los = np.zeros(3, np.int64)
     his = np.zeros(3, np.int64)
+    v2_min = min_speed_mps * min_speed_mps
     for v in range(n):
         k = order[v]
+        if x[rows[k], 3] ** 2 + x[rows[k], 4] ** 2 < v2_min:
+            continue
         kx = keys[k] >> 21
         ky = keys[k] & ((1 << 21) - 1)
         for dx in range(-1, 2):
@@ -126,6 +134,8 @@ def duplicate_pairs(rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max
                 j = order[q]
                 if j <= k:
                     continue  # each pair once, from its lower row
+                if x[rows[j], 3] ** 2 + x[rows[j], 4] ** 2 < v2_min:
+                    continue
                 de = pe[k] - pe[j]
                 dn = pn[k] - pn[j]
                 if de * de + dn * dn > sep2:

@@ -201,6 +201,7 @@ class SiteSet:
         self.line_start = np.zeros(len(lines) + 1, np.int64)
         self.side_start = np.zeros(len(lines) + 1, np.int64)
         self.line_band_box = np.zeros((len(lines), 4))
+        self.line_bounds = np.array([s.geometry.bounds for s in lines]).reshape(len(lines), 4)
         self.side_polygon: list[Polygon] = []
         for n, s in enumerate(lines):
             xy = np.asarray(s.geometry.coords)[:, :2]
@@ -293,17 +294,15 @@ class SiteSet:
         xy = np.ascontiguousarray(xy, dtype=np.float64)
         b = self.line_band_box[n]
         if band_m is not None:
-            g = self.sites[self.line_site[n]].geometry.bounds
-            b = (g[0] - band_m, g[1] - band_m, g[2] + band_m, g[3] + band_m)
-        idx = np.flatnonzero(
-            (xy[:, 0] >= b[0]) & (xy[:, 0] <= b[2]) & (xy[:, 1] >= b[1]) & (xy[:, 1] <= b[3])
-        ).astype(np.int64)
-        out = np.empty((idx.shape[0], 3))
-        K.line_signed_distance(
-            xy, idx, self.line_edges, self.line_start[n], self.line_start[n + 1],
-            self.side_edges, self.side_start[n], self.side_start[n + 1], out,
+            g = self.line_bounds[n]
+            b = np.array([g[0] - band_m, g[1] - band_m, g[2] + band_m, g[3] + band_m])
+        idx = np.empty(xy.shape[0], np.int64)
+        out = np.empty((xy.shape[0], 3))
+        m = K.line_band_signed_distance(
+            xy, b, self.line_edges, self.line_start[n], self.line_start[n + 1],
+            self.side_edges, self.side_start[n], self.side_start[n + 1], idx, out,
         )  # fmt: skip
-        return idx, out[:, 0], out[:, 1:3]
+        return idx[:m], out[:m, 0], out[:m, 1:3]
 
     def to_enu_xy(self, llh: np.ndarray) -> np.ndarray:
         """(n, 2) east, north metres of geodetic points (n, 3)."""

@@ -368,6 +368,21 @@ def line_signed_distance(xy, idx, edges, k0, k1, side_edges, s0, s1, out):
 
 
 @njit
+def line_band_signed_distance(xy, box, edges, k0, k1, side_edges, s0, s1, out_idx, out):
+    """The points of xy inside box (xmin, ymin, xmax, ymax), in order, into out_idx, and
+    their line_signed_distance into out (rows 0..count-1). Returns count."""
+    m = 0
+    for i in range(xy.shape[0]):
+        x = xy[i, 0]
+        y = xy[i, 1]
+        if x >= box[0] and x <= box[2] and y >= box[1] and y <= box[3]:
+            out_idx[m] = i
+            m += 1
+    line_signed_distance(xy, out_idx[:m], edges, k0, k1, side_edges, s0, s1, out)
+    return m
+
+
+@njit
 def predict_horizontal(x, P, t_upd_s, rows, now_s, out_xy, out_v, out_Pxy, out_ok):
     """Horizontal position, velocity and position covariance of tracks `rows` predicted to
     now_s without process noise: xy + v dt and Ppp + dt (Ppv + Pvp) + dt^2 Pvv. out_ok marks

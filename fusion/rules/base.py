@@ -173,11 +173,16 @@ class PairMemory:
             col[sel] = values[name][found]
         new = ~found
         if new.any():
-            codes_all = np.concatenate([self.codes, codes[new]])
-            order = np.argsort(codes_all, kind="stable")
-            self.codes = codes_all[order]
-            for name in self.cols:
-                self.cols[name] = np.concatenate([self.cols[name], values[name][new]])[order]
+            # merge the new codes in (none is present yet): inserted at their sorted places
+            add = codes[new]
+            o = np.argsort(add, kind="stable")
+            add = add[o]
+            at = np.searchsorted(self.codes, add)
+            self.codes = np.insert(self.codes, at, add)
+            for name, col in self.cols.items():
+                vals = values[name][new][o]
+                col = col.astype(np.result_type(col, vals), copy=False)  # as concatenate would
+                self.cols[name] = np.insert(col, at, vals)
 
     def keep(self, mask: np.ndarray) -> None:
         """Drop the entries where mask is False."""

@@ -25,6 +25,11 @@ NAME = "line_crossing"
 _FORGET_S = 300.0  # memory of tracks not seen for this long is dropped
 
 
+# Memory keys: line number (position in LineCrossing.lines) * _LINE_KEY + track id, so the
+# sorted keys run line by line, tracks in id order (track ids below 2**47, as PairMemory.code)
+_LINE_KEY = 1 << 47
+
+
 class LineCrossing:
     name = NAME
 
@@ -33,87 +38,86 @@ class LineCrossing:
         self.lines = [
             (n, int(j)) for n, j in enumerate(sites.line_site) if NAME in sites.sites[j].rules
         ]
-        # per line: side +1 protected, -1 far side, 0 not yet believed; crossed: a cue holds
-        self.memory = {j: self._new_memory() for _, j in self.lines}
-
-    @staticmethod
-    def _new_memory() -> PairMemory:
-        return PairMemory(
+        prm = [sites.sites[j].rules[NAME] for _, j in self.lines]
+        self.line_site = np.array([j for _, j in self.lines], dtype=np.int64)
+        self.hysteresis_m = np.array([p["hysteresis_m"] for p in prm], dtype=np.float64)
+        self.k_sigma = np.array([p["k_sigma"] for p in prm], dtype=np.float64)
+        self.confirm_scans = np.array([p["confirm_scans"] for p in prm], dtype=np.float64)
+        # per (line, track): side +1 protected, -1 far side, 0 not yet believed; crossed: a
+        # cue holds. One memory for all lines, so a scan looks it up once.
+        self.memory = PairMemory(
             {"side": np.int8(0), "pend": np.int8(0), "pend_n": np.int16(0), "crossed": False,
              "t_seen": 0.0, "t_cross": 0.0, "s": 0.0, "sigma": 0.0}
         )  # fmt: skip
 
     def evaluate(self, ctx: ScanContext) -> Findings:
-        found_i, found_site, found_enter = [], [], []
-        found_s, found_sigma, found_since = [], [], []
-        band_mask = np.zeros(ctx.n, bool)  # scratch: the tracks in the current line's band
-        for n, j in self.lines:
-            prm = self.sites.sites[j].rules[NAME]
-            idx, s, u = self.sites.line_sides(n, ctx.xy, band_m=prm["band_m"])
-            sigma = ctx.sigma_along(idx, u)
-            thr = np.maximum(prm["hysteresis_m"], prm["k_sigma"] * sigma)
-            belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
-            memory = self.memory[j]
-            codes = ctx.ids[idx]  # one memory per line: keyed by the track id alone
-            found, slot = memory.lookup(codes)
-            old = memory.values(found, slot)
-            # a change of side must persist for confirm_scans scans; the first belief is free
-            change = (belief != 0) & (belief != old["side"])
-            pend_n = np.where(change & (old["pend"] == belief), old["pend_n"] + 1, 1)
-            pend_n = np.where(change, pend_n, 0).astype(np.int16)
-            pend = np.where(change, belief, 0).astype(np.int8)
-            flip = change & ((old["side"] == 0) | (pend_n >= prm["confirm_scans"]))
-            side = np.where(flip, belief, old["side"]).astype(np.int8)
-            pend[flip] = 0
-            pend_n[flip] = 0
-            crossing = flip & (old["side"] == -1) & (belief == 1)
-            crossed = (old["crossed"] | crossing) & (side == 1)
-            t_cross = np.where(crossing, ctx.now_s, old["t_cross"])
-            memory.put(
-                codes,
-                {"side": side, "pend": pend, "pend_n": pend_n, "crossed": crossed,
-                 "t_seen": np.full(len(idx), ctx.now_s),
-                 "t_cross": t_cross, "s": s, "sigma": sigma},
-                (found, slot),
-            )  # fmt: skip
-            # every crossed track of this line still in the picture, in the band or beyond it
-            cols = memory.cols
-            mine = np.flatnonzero(cols["crossed"])
-            rows = ctx.index_of(memory.codes[mine])
-            live = rows >= 0
-            slots = mine[live]
-            rows = rows[live]
-            cols["t_seen"][slots] = ctx.now_s
-            # s and sigma are this scan's only for the tracks in the band
-            band_mask[idx] = True
-            in_band = band_mask[rows]
-            band_mask[idx] = False  # clean for the next line
-            cross_now = in_band & (cols["t_cross"][slots] == ctx.now_s)
-            found_i.append(rows)
-            found_site.append(np.full(len(rows), j))
-            found_enter.append(cross_now)
-            found_s.append(np.where(in_band, cols["s"][slots], np.nan))
-            found_sigma.append(cols["sigma"][slots])
-            found_since.append(ctx.now_s - cols["t_cross"][slots])
-            keep = ctx.now_s - cols["t_seen"] <= _FORGET_S
-            if not keep.all():
-                memory.keep(keep)
-        if not found_i:
+        if not self.lines:
             return Findings.for_tracks(NAME, ctx, [], [], [])
-        s = np.concatenate(found_s)
-        sigma = np.concatenate(found_sigma)
-        conf = np.clip(np.where(np.isnan(s), 1.0, s / np.maximum(3.0 * sigma, 1e-9)), 0.5, 1.0)
+        now = ctx.now_s
+        parts = [
+            self.sites.line_sides(n, ctx.xy, band_m=self.sites.sites[j].rules[NAME]["band_m"])
+            for n, j in self.lines
+        ]
+        idx = np.concatenate([p[0] for p in parts])
+        s = np.concatenate([p[1] for p in parts])
+        u = np.concatenate([p[2] for p in parts])
+        q = np.repeat(np.arange(len(self.lines), dtype=np.int64), [len(p[0]) for p in parts])
+        sigma = ctx.sigma_along(idx, u)
+        thr = np.maximum(self.hysteresis_m[q], self.k_sigma[q] * sigma)
+        belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
+        memory = self.memory
+        codes = q * _LINE_KEY + ctx.ids[idx]
+        looked_up = memory.lookup(codes)
+        old = memory.values(*looked_up)
+        # a change of side must persist for confirm_scans scans; the first belief is free
+        change = (belief != 0) & (belief != old["side"])
+        pend_n = np.where(change & (old["pend"] == belief), old["pend_n"] + 1, 1)
+        pend_n = np.where(change, pend_n, 0).astype(np.int16)
+        pend = np.where(change, belief, 0).astype(np.int8)
+        flip = change & ((old["side"] == 0) | (pend_n >= self.confirm_scans[q]))
+        side = np.where(flip, belief, old["side"]).astype(np.int8)
+        pend[flip] = 0
+        pend_n[flip] = 0
+        crossing = flip & (old["side"] == -1) & (belief == 1)
+        crossed = (old["crossed"] | crossing) & (side == 1)
+        t_cross = np.where(crossing, now, old["t_cross"])
+        memory.put(
+            codes,
+            {"side": side, "pend": pend, "pend_n": pend_n, "crossed": crossed,
+             "t_seen": np.full(len(idx), now), "t_cross": t_cross, "s": s, "sigma": sigma},
+            looked_up,
+        )  # fmt: skip
+        # every crossed track still in the picture, in its line's band or beyond it
+        cols = memory.cols
+        mine = np.flatnonzero(cols["crossed"])
+        line_no, track_id = np.divmod(memory.codes[mine], _LINE_KEY)
+        rows = ctx.index_of(track_id)
+        live = rows >= 0
+        slots = mine[live]
+        rows = rows[live]
+        line_no = line_no[live]
+        cols["t_seen"][slots] = now
+        # s is this scan's only for the (line, track) pairs in the band now
+        band = np.zeros(len(memory), bool)
+        band[memory.lookup(codes)[1]] = True
+        in_band = band[slots]
+        cross_now = in_band & (cols["t_cross"][slots] == now)
+        s_out = np.where(in_band, cols["s"][slots], np.nan)
+        sigma_out = cols["sigma"][slots]
+        since = now - cols["t_cross"][slots]
+        keep = now - cols["t_seen"] <= _FORGET_S
+        if not keep.all():
+            memory.keep(keep)
+        conf = np.clip(
+            np.where(np.isnan(s_out), 1.0, s_out / np.maximum(3.0 * sigma_out, 1e-9)), 0.5, 1.0
+        )
         return Findings.for_tracks(
             NAME,
             ctx,
-            np.concatenate(found_i),
-            np.concatenate(found_site),
-            np.concatenate(found_enter),
-            metrics={
-                "beyond_m": s,
-                "sigma_m": sigma,
-                "since_crossing_s": np.concatenate(found_since),
-            },
+            rows,
+            self.line_site[line_no],
+            cross_now,
+            metrics={"beyond_m": s_out, "sigma_m": sigma_out, "since_crossing_s": since},
             conf=conf,
         )
 

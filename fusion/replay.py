@@ -13,7 +13,9 @@ Outputs (`write_run`), read back by `fusion.replay_output` and `fusion evaluate`
     tracks.npz     the same samples as flat ENU arrays (t_s, id, pos, vel, sigma_m, status,
                    ident, cls), positions extrapolated to the sample instant
     idents.npz     with `strip_ident`: per stripped detection its time, identity and the
-                   confirmed track it updated (-1 none), for `score_identities`
+                   confirmed track it updated (-1 none), for `score_identities`; a report the
+                   tracker dropped as a re-sent position (`fusion.tracker_repeats`) is scored
+                   with the track of the report it repeats
     summary.json   counts, origin, sites path, rejects by reason
 """
 
@@ -42,8 +44,6 @@ from fusion.messages import (
 )
 
 CONFIRMED_CODES = (2, 3)  # confirmed, coasting
-ANCHOR_IDENT = b"anchor:stripped"
-ANCHOR_ALT_M = 500_000.0
 
 
 @dataclass
@@ -95,13 +95,9 @@ class Replayer:
     `strip_ident`: remove cooperative identities before tracking and keep them for scoring.
     `lag_s`: the reorder window (measurement time behind the newest receipt time).
 
-    Stripping keeps a cooperative batch cooperative for the tracker's bookkeeping: the tracker
-    counts misses only for sensors whose silence means something, and it knows a reporter
-    (AIS, ADS-B) by the identities its batch carries. A stripped batch therefore gets one
-    extra report, with an identity, 500 km straight above the origin (`ANCHOR_ALT_M`), far
-    from any target; its track is left out of every output. `strip_anchor=False` drops the
-    anchor: the stripped reports are then plain non-cooperative plots, whose absence from a
-    batch counts as a miss (right for reporters heard every second, such as ADS-B)."""
+    A stripped batch is given to the tracker as it is, without identities: the tracker counts
+    misses only inside a coverage it knows (a heartbeat's or a radar's), so the stripped
+    reports of a receiver without declared coverage never make misses."""
 
     def __init__(
         self,
@@ -113,7 +109,6 @@ class Replayer:
         track_dt_s: float = 1.0,
         strip_ident: bool = False,
         lag_s: float = 1.0,
-        strip_anchor: bool = True,
     ) -> None:
         self.sites = str(sites) if sites is not None else None
         if origin is None and sites is not None:
@@ -126,7 +121,6 @@ class Replayer:
         self.core = None
         self.track_dt_s = float(track_dt_s)
         self.strip_ident = strip_ident
-        self.strip_anchor = strip_anchor
         self.lag_s = float(lag_s)
         self._heap: list = []
         self._n = 0
@@ -136,6 +130,9 @@ class Replayer:
         self._samples: list[dict[str, np.ndarray]] = []
         self._ident_rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._confirmed_ids: set[int] = set()
+        # Per sensor: position key -> (scored track, time) of the reports scored, so that a
+        # re-sent position the tracker dropped is scored with its original's track.
+        self._sent: dict[str, dict[int, tuple[int, float]]] = {}
         self.result = ReplayResult(origin=origin or (math.nan,) * 3, sites=self.sites)
         from fusion.service.liveness import Liveness
 
@@ -238,39 +235,37 @@ class Replayer:
             res.events += len(msg)
         elif self.strip_ident and msg.ident is not None:
             idents = np.asarray(msg.ident)
-            msg = self._stripped(msg, cooperative=bool((idents != b"").any()))
+            msg = dataclasses.replace(msg, ident=None)
         cues = self.core.process([msg], self.liveness.report(self._now), self._now)
         res.cues.extend(_plain(c) for c in cues)
         pic = self.core.picture()
-        self._confirmed_ids.update(
-            int(i) for i, d in zip(pic.id, pic.ident, strict=False) if d != ANCHOR_IDENT
-        )
+        self._confirmed_ids.update(int(i) for i in pic.id)
         if idents is not None:
-            n = len(idents)
-            self._ident_rows.append((np.asarray(msg.t[:n]), idents, self._det_tracks(msg)[:n]))
+            tracks = self._repeats_scored(msg, self._det_tracks(msg))
+            self._ident_rows.append((np.asarray(msg.t), idents, tracks))
 
-    def _stripped(self, msg: Detections, cooperative: bool) -> Detections:
-        """The batch without identities, plus the anchor report when it was cooperative."""
-        if not cooperative or msg.kind != KIND_POS or not self.strip_anchor:
-            return dataclasses.replace(msg, ident=None)
-        o = self.result.origin
-        n = len(msg)
-        ident = np.zeros(n + 1, dtype="S24")
-        ident[n] = ANCHOR_IDENT
+    def _repeats_scored(self, batch: Detections, tracks: np.ndarray) -> np.ndarray:
+        """`tracks` with each unscored report (-1) that repeats, bit for bit, a position its
+        sensor sent within the tracker's repeat window scored with that report's track."""
+        if batch.kind != KIND_POS:
+            return tracks
+        from fusion.tracker_repeats import position_keys
 
-        def cat(a: np.ndarray | None, extra: np.ndarray) -> np.ndarray | None:
-            return None if a is None else np.concatenate([a, extra[None]])
-
-        return dataclasses.replace(
-            msg,
-            t=np.concatenate([msg.t, [float(np.max(msg.t))]]),
-            z=np.concatenate([msg.z, [[o[0], o[1], ANCHOR_ALT_M]]]),
-            R=np.concatenate([msg.R, np.eye(3)[None] * 100.0]),
-            vel=cat(msg.vel, np.zeros(3)),
-            vel_R=cat(msg.vel_R, np.eye(3)),
-            ident=ident,
-            cls=cat(msg.cls, np.zeros((), np.uint8)),
-        )
+        window = float(self.core.tracker.config.repeat_window_s)
+        sent = self._sent.setdefault(batch.sensor, {})
+        keys = position_keys(np.asarray(batch.z, dtype=np.float64)).tolist()
+        t = np.asarray(batch.t, dtype=np.float64)
+        out = tracks.copy()
+        for j in np.argsort(t, kind="stable").tolist():
+            prev = sent.get(keys[j])
+            if out[j] < 0 and prev is not None and t[j] - prev[1] <= window:
+                out[j] = prev[0]
+            elif prev is None or t[j] - prev[1] > window:
+                sent[keys[j]] = (int(out[j]), float(t[j]))
+        if len(sent) > 100_000:  # forget what no longer falls in any window
+            t_min = float(t.max()) - window
+            self._sent[batch.sensor] = {k: v for k, v in sent.items() if v[1] >= t_min}
+        return out
 
     def _sample_until(self, t: float, final: bool = False) -> None:
         if self.track_dt_s <= 0 or not math.isfinite(self._next_sample):
@@ -278,9 +273,7 @@ class Replayer:
         while self._next_sample <= t or (final and self._next_sample <= t + self.track_dt_s):
             if final and self._next_sample > self._now + 1e-6:
                 break
-            st = picture_states(self.core.picture(), self._next_sample)
-            keep = st["ident"] != ANCHOR_IDENT
-            self._samples.append({k: v[keep] for k, v in st.items()})
+            self._samples.append(picture_states(self.core.picture(), self._next_sample))
             self._next_sample += self.track_dt_s
 
     def _det_tracks(self, batch: Detections) -> np.ndarray:

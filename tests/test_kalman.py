@@ -17,6 +17,7 @@ from fusion.kernels.kalman import (
     predict,
     predict_model,
     predict_per_row,
+    predict_update_pos,
     update_linear,
     update_position,
     update_position_velocity,
@@ -330,3 +331,32 @@ def test_sequential_updates_of_one_row() -> None:
     xr, Pr, _, _ = _joseph_reference(xr, Pr, H, z[1], R[1])
     _close(x1[0], xr)
     _close(P1[0], Pr)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fused_predict_update_is_bit_identical_to_predict_then_update(seed: int) -> None:
+    """predict_update_pos (the tracker's fused path) = predict_per_row then update_position,
+    bit for bit, including late detections (dt clamped at 0) and a skipped pair."""
+    rng = np.random.default_rng(seed)
+    n, k = 40, 25
+    x, P = _tracks(rng, n)
+    t_s = rng.uniform(0.0, 3.0, n)
+    cls = rng.integers(0, 4, n).astype(np.uint8)
+    q_h, q_v = np.array([1.0, 4.0, 0.01, 0.5]), np.array([0.1, 1.0, 1e-4, 0.01])
+    rows = np.sort(rng.choice(n, k, replace=False)).astype(np.int64)
+    cols = rng.permutation(k).astype(np.int64)
+    t = rng.uniform(1.0, 4.0, k)  # some earlier than their track's state: taken at dt = 0
+    z = x[rows][np.argsort(cols)][:, :3] + rng.normal(0, 30, (k, 3))
+    R = np.stack([_spd(rng, 3, np.full(3, 400.0)) for _ in range(k)])
+    R[cols[3]] = -np.eye(3) * 1e9  # S not positive definite: predicted, not updated
+    xa, Pa, ta = x.copy(), P.copy(), t_s.copy()
+    applied = predict_update_pos(xa, Pa, ta, cls, rows, cols, t, z, R, q_h, q_v)
+    xb, Pb = x.copy(), P.copy()
+    dt = np.maximum(t[cols] - t_s[rows], 0.0)
+    predict_per_row(xb, Pb, rows, dt, q_h[cls[rows]], q_v[cls[rows]])
+    d2 = np.empty(k)
+    assert update_position(xb, Pb, rows, cols, z, R, d2) == applied == k - 1
+    assert np.array_equal(xa, xb) and np.array_equal(Pa, Pb)
+    tb = t_s.copy()
+    tb[rows] = np.maximum(t[cols], t_s[rows])
+    assert np.array_equal(ta, tb)

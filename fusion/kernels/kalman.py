@@ -667,57 +667,76 @@ def update_linear(
 
 @njit
 def _joseph_pos3(x: np.ndarray, P: np.ndarray, y: np.ndarray, R: np.ndarray, work: np.ndarray):
-    """``joseph_select_row`` with m = 3 as a constant (the loops unroll) and no log det: the
-    same operations in the same order, so bit-identical x and P. Returns d2 (inf: skipped)."""
-    L = work[_L]
+    """``joseph_select_row`` with m = 3, in scalars where it can (the Cholesky factor, the
+    distance, each row of the gain) and with constant loop bounds elsewhere, and no log det:
+    the same operations in the same order as ``joseph_select_row`` (its Cholesky, forward
+    and back substitutions spelled out), so bit-identical x and P. Returns d2 (inf: the
+    pair is skipped, nothing changes)."""
     K = work[_K]
     AP = work[_AP]
     KR = work[_KR]
-    w = work[_VEC, 1]
-    for i in range(3):
-        for j in range(i, 3):
-            v = P[i, j] + 0.5 * (R[i, j] + R[j, i])
-            L[i, j] = v
-            L[j, i] = v
-    if not _cholesky_in_place(L, 3):
+    s00 = P[0, 0] + 0.5 * (R[0, 0] + R[0, 0])
+    s10 = P[0, 1] + 0.5 * (R[0, 1] + R[1, 0])
+    s20 = P[0, 2] + 0.5 * (R[0, 2] + R[2, 0])
+    s11 = P[1, 1] + 0.5 * (R[1, 1] + R[1, 1])
+    s21 = P[1, 2] + 0.5 * (R[1, 2] + R[2, 1])
+    s22 = P[2, 2] + 0.5 * (R[2, 2] + R[2, 2])
+    if not s00 > 0.0:
         return math.inf
-    d2 = _mahalanobis(L, y, 3, w)
+    l00 = math.sqrt(s00)
+    l10 = s10 / l00
+    l20 = s20 / l00
+    d = s11 - l10 * l10
+    if not d > 0.0:
+        return math.inf
+    l11 = math.sqrt(d)
+    l21 = (s21 - l20 * l10) / l11
+    d = s22 - l20 * l20 - l21 * l21
+    if not d > 0.0:
+        return math.inf
+    l22 = math.sqrt(d)
+    w0 = y[0] / l00
+    d2 = 0.0
+    d2 += w0 * w0
+    w1 = (y[1] - l10 * w0) / l11
+    d2 += w1 * w1
+    w2 = (y[2] - l20 * w0 - l21 * w1) / l22
+    d2 += w2 * w2
     if not d2 < math.inf:
         return math.inf
     for i in range(6):
-        for j in range(3):
-            s = P[i, j]
-            for k in range(j):
-                s -= L[j, k] * K[i, k]
-            K[i, j] = s / L[j, j]
-        for j in range(2, -1, -1):
-            s = K[i, j]
-            for k in range(j + 1, 3):
-                s -= L[k, j] * K[i, k]
-            K[i, j] = s / L[j, j]
-    for i in range(6):
+        a0 = P[i, 0] / l00
+        a1 = (P[i, 1] - l10 * a0) / l11
+        a2 = (P[i, 2] - l20 * a0 - l21 * a1) / l22
+        k2 = a2 / l22
+        k1 = (a1 - l21 * k2) / l11
+        k0 = (a0 - l10 * k1 - l20 * k2) / l00
+        K[i, 0] = k0
+        K[i, 1] = k1
+        K[i, 2] = k2
         s = 0.0
-        for j in range(3):
-            s += K[i, j] * y[j]
+        s += k0 * y[0]
+        s += k1 * y[1]
+        s += k2 * y[2]
         x[i] += s
     for i in range(6):
+        k0 = K[i, 0]
+        k1 = K[i, 1]
+        k2 = K[i, 2]
         for j in range(6):
-            s = P[i, j]
-            for k in range(3):
-                s -= K[i, k] * P[k, j]
-            AP[i, j] = s
-    for i in range(6):
+            AP[i, j] = P[i, j] - k0 * P[0, j] - k1 * P[1, j] - k2 * P[2, j]
         for j in range(3):
             s = 0.0
-            for k in range(3):
-                s += K[i, k] * R[k, j]
+            s += k0 * R[0, j]
+            s += k1 * R[1, j]
+            s += k2 * R[2, j]
             KR[i, j] = s - AP[i, j]
     for i in range(6):
+        r0 = KR[i, 0]
+        r1 = KR[i, 1]
+        r2 = KR[i, 2]
         for j in range(i, 6):
-            s = AP[i, j]
-            for k in range(3):
-                s += KR[i, k] * K[j, k]
-            P[i, j] = s
+            P[i, j] = AP[i, j] + r0 * K[j, 0] + r1 * K[j, 1] + r2 * K[j, 2]
     for i in range(6):
         for j in range(i):
             P[i, j] = P[j, i]

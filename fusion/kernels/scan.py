@@ -143,6 +143,7 @@ def scan_pos(
     out_rows = np.empty(min(nk, nd_all), np.int64)
     out_cols = np.empty(min(nk, nd_all), np.int64)
     n_out = 0
+    n_firm_out = 0  # pairs of the first pass: out_rows[:n_firm_out] and the rest each ascend
     pairs = 0
     clusters = 0
     for pass_ in range(2):
@@ -166,16 +167,26 @@ def scan_pos(
         )  # fmt: skip
         pairs += p_
         clusters += c_
+        if pass_ == 0:
+            n_firm_out = n_out
         for k in range(n0, n_out):
             usable[out_cols[k]] = False
-    # Updates in table-row order (each row at most once).
-    order = np.argsort(out_rows[:n_out], kind="mergesort")
+    # Updates in table-row order (each row at most once): each pass appended its pairs in
+    # ascending row order, so the two runs are merged rather than sorted.
     rows = np.empty(n_out, np.int64)
     cols = np.empty(n_out, np.int64)
+    a = 0
+    b = n_firm_out
     late = 0
     for k in range(n_out):
-        rows[k] = out_rows[order[k]]
-        cols[k] = out_cols[order[k]]
+        if b >= n_out or (a < n_firm_out and out_rows[a] < out_rows[b]):
+            q = a
+            a += 1
+        else:
+            q = b
+            b += 1
+        rows[k] = out_rows[q]
+        cols[k] = out_cols[q]
         if t[cols[k]] < t_s[rows[k]]:
             late += 1
     predict_update_pos(x, P, t_s, cls, rows, cols, t, z, R, q_h_cls, q_v_cls)

@@ -100,3 +100,15 @@ def test_demo_theatre_crossing_westward_is_toward_the_protected_side():
     east = of(run(eng, lambda t: [{"id": 2, "xy": (16000.0 + 20 * t, 20000.0),
                                    "v": (20.0, 0.0)}], t1=400.0), "line_crossing")  # fmt: skip
     assert east == []
+
+
+@pytest.mark.parametrize("track_id", [-7, 0, 2**46 + 3])
+def test_any_track_id_crosses_the_same_way(track_id):
+    # the rule's memory keys combine the line and the track id: negative and large ids too
+    def script(t):
+        return [{**tr, "id": track_id} for tr in _across_and_back(t)]
+
+    cues = of(run(engine(), script, t1=700.0), "line_crossing")
+    ref = of(run(engine(), _across_and_back, t1=700.0), "line_crossing")
+    assert [(t, b["state"]) for t, b in cues] == [(t, b["state"]) for t, b in ref]
+    assert all(b["track"] == track_id for _, b in cues)

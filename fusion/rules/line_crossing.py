@@ -25,9 +25,10 @@ NAME = "line_crossing"
 _FORGET_S = 300.0  # memory of tracks not seen for this long is dropped
 
 
-# Memory keys: line number (position in LineCrossing.lines) * _LINE_KEY + track id, so the
-# sorted keys run line by line, tracks in id order (track ids below 2**47, as PairMemory.code)
-_LINE_KEY = 1 << 47
+# Memory keys: line number (position in LineCrossing.lines) * _LINE_KEY + track id +
+# _ID_OFFSET, so the sorted keys run line by line, tracks in id order (ids within +-2**47)
+_LINE_KEY = 1 << 48
+_ID_OFFSET = 1 << 47
 
 
 class LineCrossing:
@@ -66,7 +67,7 @@ class LineCrossing:
         thr = np.maximum(self.hysteresis_m[q], self.k_sigma[q] * sigma)
         belief = np.where(s > thr, 1, np.where(s < -thr, -1, 0)).astype(np.int8)
         memory = self.memory
-        codes = q * _LINE_KEY + ctx.ids[idx]
+        codes = q * _LINE_KEY + (ctx.ids[idx] + _ID_OFFSET)
         looked_up = memory.lookup(codes)
         old = memory.values(*looked_up)
         # a change of side must persist for confirm_scans scans; the first belief is free
@@ -91,7 +92,7 @@ class LineCrossing:
         cols = memory.cols
         mine = np.flatnonzero(cols["crossed"])
         line_no, track_id = np.divmod(memory.codes[mine], _LINE_KEY)
-        rows = ctx.index_of(track_id)
+        rows = ctx.index_of(track_id - _ID_OFFSET)
         live = rows >= 0
         slots = mine[live]
         rows = rows[live]

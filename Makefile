@@ -2,8 +2,13 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# numba compiles once per checkout and keeps its cache beside the code.
-export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache
+# numba compiles once per checkout and keeps its cache beside the code. numba's own check of a
+# cached kernel looks only at the kernel's file, not at the kernels it calls in other files, so
+# the cache folder is keyed by a hash of every file that defines kernels: a change anywhere
+# among them compiles afresh instead of running stale machine code.
+KERNEL_HASH := $(shell grep -rl --include='*.py' 'fusion.jit import' fusion sensors 2>/dev/null \
+	| LC_ALL=C sort | xargs cat 2>/dev/null | sha1sum | cut -c1-12)
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.numba_cache/$(KERNEL_HASH)
 
 .PHONY: demo test lint bench clean install install-dev
 

@@ -31,7 +31,14 @@ One `step(batch)`:
    identities (cooperative reporters); confirm by M-of-N.
 7. Start tentative tracks from unassigned `pos` and `polar` detections (reported velocity
    when the batch has one, else zero with the class's velocity sigma).
-8. Delete: misses, coast time, position sigma, tentative tracks that cannot reach M-of-N.
+8. Delete: misses, coast time, position sigma, tentative tracks that cannot reach M-of-N,
+   tentative tracks seen only by sensors that count no misses after `tentative_coast_s`
+   (`fusion.kernels.prune`); every `merge_every_s`, duplicate firm tracks of one moving
+   target merged into the older (`fusion.tracker_prune`).
+
+Before step 3, a state-vector report (velocity or identity in its batch) re-sending a
+position its sensor already sent is dropped (`fusion.tracker_repeats`); before step 5, a
+reported velocity inconsistent with its track is not used (`fusion.kernels.velocity_check`).
 
 Determinism: every step is a pure function of the table and the batch; kernels iterate in
 index order and sorts are stable, so the same batches in the same order give bit-identical

@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, tuple[list[str], list[str]]] = {
         ["--targets", "1000", "--scans", "20", "--peers", "filterpy"],
         ["--targets", "200", "--scans", "5"],
     ),
+    "scaling": ([], ["--sizes", "100,1000"]),
     "rules": ([], []),
     "decoders": ([], []),
     "pipeline": ([], []),

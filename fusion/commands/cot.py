@@ -53,6 +53,33 @@ def open_client(args: argparse.Namespace) -> tuple[Any, Any]:
     return client, config
 
 
+def subscribe_stream(args: argparse.Namespace, command: str) -> tuple[Any, Any] | None:
+    """(Subscription to the cue and track topics, FusionConfig) from the common options, for
+    the commands that follow the fusion stream; None, after saying why on stderr as
+    `fusion <command>: ...`, when the config or the service cannot be had."""
+    from fusion.client import QueryError
+    from fusion.config import ConfigError
+
+    try:
+        client, config = open_client(args)
+        return client.subscribe(["cue", "trk"]), config
+    except (ConfigError, QueryError) as exc:
+        print(f"fusion {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def open_replay(args: argparse.Namespace, command: str) -> Any | None:
+    """The replay output directory `args.replay` (fusion.replay_output.ReplayOutput); None,
+    after saying why on stderr as `fusion <command>: ...`, when it cannot be read."""
+    from fusion.replay_output import ReplayOutputError, read_replay_dir
+
+    try:
+        return read_replay_dir(args.replay)
+    except ReplayOutputError as exc:
+        print(f"fusion {command}: {exc}", file=sys.stderr)
+        return None
+
+
 def subscription_pairs(
     sub: Any, stop: threading.Event, idle_s: float = 0.5
 ) -> Iterator[tuple[str, Any]]:
@@ -208,12 +235,8 @@ def main(args: argparse.Namespace) -> int:
     sub = None
     try:
         if args.replay:
-            from fusion.replay_output import ReplayOutputError, read_replay_dir
-
-            try:
-                out = read_replay_dir(args.replay)
-            except ReplayOutputError as exc:
-                print(f"fusion cot: {exc}", file=sys.stderr)
+            out = open_replay(args, "cot")
+            if out is None:
                 return 2
             source = replay_pairs(out.pairs(), args.speed, stop)
             sites_path = args.sites or out.sites_path
@@ -222,15 +245,10 @@ def main(args: argparse.Namespace) -> int:
 
                 origin = _origin(out.manifest)
         else:
-            from fusion.client import QueryError
-            from fusion.config import ConfigError
-
-            try:
-                client, config = open_client(args)
-                sub = client.subscribe(["cue", "trk"])
-            except (ConfigError, QueryError) as exc:
-                print(f"fusion cot: {exc}", file=sys.stderr)
+            opened = subscribe_stream(args, "cot")
+            if opened is None:
                 return 1
+            sub, config = opened
             origin = origin or config.theatre.origin
             sites_path = args.sites or config.theatre.sites
             source = subscription_pairs(sub, stop)

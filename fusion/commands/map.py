@@ -14,7 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fusion.commands.cot import add_client_args, replay_pairs, subscription_pairs
+from fusion.commands.cot import (
+    add_client_args,
+    open_replay,
+    replay_pairs,
+    subscribe_stream,
+    subscription_pairs,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -85,28 +91,18 @@ def main(args: argparse.Namespace) -> int:
     sub = None
     try:
         if args.replay:
-            from fusion.replay_output import ReplayOutputError, read_replay_dir
-
-            try:
-                out = read_replay_dir(args.replay)
-            except ReplayOutputError as exc:
-                print(f"fusion map: {exc}", file=sys.stderr)
+            out = open_replay(args, "map")
+            if out is None:
                 return 2
             sites, siteset = _sites(args, out.sites_path)
             origin = _origin(out.manifest) or (siteset.frame.origin if siteset else None)
             speed = 0.0 if args.screenshot else args.speed
             source = replay_pairs(out.pairs(), speed, stop, until_s=args.until)
         else:
-            from fusion.client import QueryError
-            from fusion.commands.cot import open_client
-            from fusion.config import ConfigError
-
-            try:
-                client, config = open_client(args)
-                sub = client.subscribe(["cue", "trk"])
-            except (ConfigError, QueryError) as exc:
-                print(f"fusion map: {exc}", file=sys.stderr)
+            opened = subscribe_stream(args, "map")
+            if opened is None:
                 return 1
+            sub, config = opened
             sites, _ = _sites(args, config.theatre.sites)
             origin = config.theatre.origin
             source = subscription_pairs(sub, stop)

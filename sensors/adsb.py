@@ -24,8 +24,6 @@ not been updated since the last row of the same aircraft is stale and skipped).
 from __future__ import annotations
 
 import calendar
-import csv
-import io
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -33,6 +31,7 @@ from pathlib import Path
 
 from fusion.messages import CLS_AIR, KIND_POS
 from sensors.batching import FOOT_M, KNOT_MPS, Measurement, enu_velocity, velocity_variance
+from sensors.csv_rows import read_header, row_fields
 from sensors.plausible import JumpFilter
 from sensors.sources import open_maybe_gzip
 
@@ -313,11 +312,7 @@ def decode_opensky_csv(
     heading,vertrate,callsign,onground,...,baroaltitude,geoaltitude,lastposupdate,...``)."""
     dec = decoder or AdsbDecoder()
     it = iter(lines)
-    header = None
-    for _t, raw in it:
-        if raw.strip():
-            header = next(csv.reader(io.StringIO(raw.decode("utf-8-sig", "replace"))))
-            break
+    header = read_header(it)
     if header is None:
         return
     col = {name: i for i, name in enumerate(header)}
@@ -326,11 +321,7 @@ def decode_opensky_csv(
         raise ValueError(f"not an OpenSky state-vector CSV: header {header!r}")
     geo, lastpos = col.get("geoaltitude"), col.get("lastposupdate")
     last_fix: dict[str, float] = {}
-    for _t, raw in it:
-        if not raw.strip():
-            dec.stats["empty"] += 1
-            continue
-        f = raw.decode("ascii", "replace").split(",")
+    for f in row_fields(it, dec.stats):
         try:
             icao = f[col["icao24"]]
             t_s = float(f[lastpos]) if lastpos is not None and f[lastpos] else float(f[col["time"]])

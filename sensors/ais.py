@@ -22,9 +22,7 @@ Every input line is counted under one outcome in `stats` (see `OUTCOMES`); nothi
 from __future__ import annotations
 
 import calendar
-import csv
 import functools
-import io
 import math
 import operator
 from collections import OrderedDict
@@ -35,6 +33,7 @@ from pyais.messages import AISSentence, NMEASentenceFactory
 
 from fusion.messages import CLS_SURFACE, KIND_POS
 from sensors.batching import KNOT_MPS, Measurement, enu_velocity, velocity_variance
+from sensors.csv_rows import read_header, row_fields
 from sensors.plausible import JumpFilter
 
 POSITION_TYPES = frozenset((1, 2, 3, 18, 19))
@@ -367,22 +366,14 @@ def decode_csv(
     are counted in `decoder.stats` and skipped."""
     dec = decoder or AisDecoder()
     it = iter(lines)
-    header = None
-    for _t, raw in it:
-        if raw.strip():
-            header = next(csv.reader(io.StringIO(raw.decode("utf-8-sig", "replace"))))
-            break
+    header = read_header(it)
     if header is None:
         return
     try:
         cols = [header.index(c) for c in CSV_COLUMNS]
     except ValueError as e:
         raise ValueError(f"not an AIS CSV: header {header!r}") from e
-    for _t, raw in it:
-        if not raw.strip():
-            dec.stats["empty"] += 1
-            continue
-        f = raw.decode("ascii", "replace").split(",")
+    for f in row_fields(it, dec.stats):
         try:
             t_s = _csv_time(f[cols[0]])
             mmsi = int(f[cols[1]])

@@ -42,6 +42,7 @@ PROFILE = bool(os.environ.get("FUSION_BENCH_PROFILE"))  # cProfile the service (
 def _service(
     tmp: Path, n_adapters: int, lag_s: float, plaintext: bool = False
 ) -> tuple[subprocess.Popen, Path]:
+    from fusion.demo import free_ports
     from fusion.service.testing import write_config
 
     adapters = {f"adapter{i}": [f"radar-{i}"] for i in range(n_adapters)}
@@ -60,7 +61,7 @@ def _service(
         extra=extra,
     )
     text = path.read_text()
-    for port in _free_ports(3):
+    for port in free_ports(3):
         text = text.replace('"tcp://127.0.0.1:*"', f'"tcp://127.0.0.1:{port}"', 1)
     path.write_text(text)
     env = dict(os.environ)
@@ -83,18 +84,6 @@ def _service(
         stderr=open(tmp / "service.log", "ab"),  # noqa: SIM115 - the child owns it
     )
     return proc, path
-
-
-def _free_ports(n: int) -> list[int]:
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _adapters(

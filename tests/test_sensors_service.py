@@ -3,11 +3,11 @@ a counting core: a service stopped and restarted mid-stream loses nothing the ad
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 
+from fusion.demo import free_ports
 from fusion.messages import KIND_POS
 from fusion.service.server import FusionService, run_in_thread
 from fusion.service.testing import CountingCore, write_config
@@ -15,16 +15,6 @@ from sensors.base import Link, LinkConfig
 from sensors.batching import Measurement
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _meas(i: int, t_s: float) -> Measurement:
@@ -50,7 +40,7 @@ def _wait(pred, timeout_s: float) -> bool:
 
 
 def test_link_to_the_service_survives_a_restart(tmp_path):
-    config, _ = write_config(tmp_path, adapters={"node1": ["ais.t"]}, ports=tuple(_free_ports(3)))
+    config, _ = write_config(tmp_path, adapters={"node1": ["ais.t"]}, ports=tuple(free_ports(3)))
     keys = config.security.keys_dir
     svc, thread, core = _start(config)
     cfg = LinkConfig(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,22 +19,13 @@ import numpy as np
 import pytest
 
 from fusion.client import FusionClient, QueryError
+from fusion.demo import free_ports
 from fusion.messages import CueEvent
 from fusion.service.testing import straight_targets, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TARGETS = 20
 N_SCANS = 240
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 # The same service with the counting core (delivery only, no tracker): a second process image.
@@ -89,7 +79,7 @@ def _reference(batches):
 def test_sigkill_mid_stream_then_restart_processes_every_detection_once(tmp_path, core):
     from sensors.base import Link, LinkConfig
 
-    ports = _free_ports(3)
+    ports = free_ports(3)
     config, path = write_config(
         tmp_path,
         adapters={"adapter": ["radar"]},

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from fusion.rules.base import Findings, ScanContext, area_param
-from fusion.rules.text import distance_text, site_distance_text
+from fusion.rules.text import distance_text, zone_text
 from fusion.sites import Site, SiteSet
 
 NAME = "incursion"
@@ -47,11 +47,7 @@ class Incursion:
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
     who = ev["who_text"]
-    zone = (
-        f"the {site_distance_text(site.buffer_m)} buffer of {site.name}"
-        if site.buffer_m
-        else (site.name)
-    )
+    zone = zone_text(site)
     if state == "close":
         return f"{who} is no longer inside {zone}"
     if ev.get("inside_site"):

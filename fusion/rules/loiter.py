@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fusion.rules.base import Findings, PairMemory, ScanContext, area_param
-from fusion.rules.text import duration_text, site_distance_text
+from fusion.rules.text import duration_text, zone_text
 from fusion.sites import Site, SiteSet
 
 NAME = "loiter"
@@ -66,11 +66,7 @@ class Loiter:
 
 def sentence(state: str, site: Site, ev: dict[str, Any]) -> str:
     who = ev["who_text"]
-    zone = (
-        f"the {site_distance_text(site.buffer_m)} buffer of {site.name}"
-        if site.buffer_m
-        else (site.name)
-    )
+    zone = zone_text(site)
     if state == "close":
         return f"{who} stopped loitering in {zone}"
     verb = "has loitered" if state == "open" else "is still loitering,"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from fusion.messages import CLASS_NAMES
 from fusion.rules.base import SENSOR_KIND_NAMES
+
+if TYPE_CHECKING:
+    from fusion.sites import Site
 
 
 def distance_text(d_m: float) -> str:
@@ -31,6 +35,14 @@ def duration_text(t_s: float) -> str:
 def site_distance_text(d_m: float) -> str:
     """distance_text of a site's own, fixed distance (its buffer), cached."""
     return distance_text(d_m)
+
+
+def zone_text(site: Site) -> str:
+    """`the 2 km buffer of Port Alpha`, or the site's name when it has no buffer: the zone an
+    area rule (incursion, loiter) watches."""
+    if site.buffer_m:
+        return f"the {site_distance_text(site.buffer_m)} buffer of {site.name}"
+    return site.name
 
 
 @lru_cache(maxsize=1024)

@@ -21,23 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fusion.commands.map import CHROMIUM_ARGS  # the page is tested as `fusion map` runs it
 from fusion.mapserver import MapServer, PushSource
 from fusion.mapstate import ELLIPSE_K, MapState, error_ellipse
 from fusion.messages import CLS_GROUND, CLS_SURFACE, CueEvent, TrackUpdate
 
 CHROMIUM = os.environ.get("FUSION_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # containers (CI) often give /dev/shm only 64 MB, too little for chromium's renderer
-    "--disable-dev-shm-usage",
-]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 T0 = 1_790_000_000.0
 

@@ -26,14 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from fusion.client import FusionClient
 from fusion.cot import circular_error_m
 from fusion.cot_bridge import CotBridge
 from fusion.cot_transport import MultiSender, open_sender
 from fusion.messages import TrackUpdate
-from fusion.security import load_secret
 from fusion.service.server import FusionService, run_in_thread
-from fusion.service.testing import CountingCore, RawAdapter, make_batch, write_config
+from fusion.service.testing import (
+    CountingCore,
+    RawAdapter,
+    make_batch,
+    subscriber_client,
+    write_config,
+)
 
 
 class Listener:
@@ -107,12 +111,7 @@ def run(n_cues: int, burst: int, n_tracks: int) -> dict:
     svc.start()
     svc_thread = run_in_thread(svc)
     adapter = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
-    client = FusionClient(
-        svc.endpoints["query"],
-        svc.endpoints["publish"],
-        keys=load_secret("subscriber", config.security.keys_dir),
-        server_public=svc.server_keys.public,
-    )
+    client = subscriber_client(config, svc)
     sub = client.subscribe(["cue"])
     lst = Listener()
     sender = MultiSender(

@@ -346,23 +346,22 @@ def test_map_fed_live_from_the_service(tmp_path):
     """The map's live path: FusionService -> fusion.client -> MapState -> /state.json."""
     import threading
 
-    from fusion.client import FusionClient
     from fusion.commands.cot import subscription_pairs
-    from fusion.security import load_secret
     from fusion.service.server import FusionService, run_in_thread
-    from fusion.service.testing import CountingCore, RawAdapter, make_batch, write_config
+    from fusion.service.testing import (
+        CountingCore,
+        RawAdapter,
+        make_batch,
+        subscriber_client,
+        write_config,
+    )
 
     config, _ = write_config(tmp_path, adapters={"adapter": ["s1"]})
     svc = FusionService(config, core=CountingCore(cue_every=1, n_tracks=2))
     svc.start()
     svc_thread = run_in_thread(svc)
     adapter = RawAdapter.for_config(config, svc.endpoints["ingest"], "adapter")
-    client = FusionClient(
-        svc.endpoints["query"],
-        svc.endpoints["publish"],
-        keys=load_secret("subscriber", config.security.keys_dir),
-        server_public=svc.server_keys.public,
-    )
+    client = subscriber_client(config, svc)
     stop = threading.Event()
     sub = client.subscribe(["cue", "trk"])
     server = MapServer(MapState(SITES), source=subscription_pairs(sub, stop)).start()

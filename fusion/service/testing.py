@@ -17,6 +17,7 @@ import numpy as np
 import zmq
 
 from fusion import protocol
+from fusion.client import FusionClient
 from fusion.config import FusionConfig, load_config
 from fusion.messages import Ack, Detections, TrackUpdate
 from fusion.security import KeyPair, generate_keys, load_keypair, load_secret, secure_client
@@ -65,6 +66,18 @@ def write_config(
     path = directory / "fusion.toml"
     path.write_text(text)
     return load_config(path), path
+
+
+def subscriber_client(config: FusionConfig, svc: Any, name: str = "subscriber") -> FusionClient:
+    """A FusionClient to the running test service `svc` (a FusionService): its
+    bound query and publish endpoints (the config's ephemeral `*` ports do not name them),
+    with the CURVE secret of `name` from the config's keys_dir."""
+    return FusionClient(
+        svc.endpoints["query"],
+        svc.endpoints["publish"],
+        keys=load_secret(name, config.security.keys_dir),
+        server_public=svc.server_keys.public,
+    )
 
 
 def _toml(v: Any) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fusion.commandline import parse_llh
 from fusion.commands.run import DEFAULT_CONFIG
 
 log = logging.getLogger(__name__)
@@ -215,9 +216,8 @@ def main(args: argparse.Namespace) -> int:
     origin = None
     if args.origin:
         try:
-            origin = tuple(float(v) for v in args.origin.split(","))
-            assert len(origin) == 3
-        except (ValueError, AssertionError):
+            origin = parse_llh(args.origin)
+        except ValueError:
             print("fusion cot: --origin must be lat,lon,alt", file=sys.stderr)
             return 2
     cfg = BridgeConfig(

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fusion import protocol
+from fusion.commandline import parse_llh
 from fusion.feed import FeedWriter
 from sensors import sources
 from sensors.batching import Batcher, Measurement
@@ -119,9 +120,8 @@ def main(args: argparse.Namespace) -> int:
     site = None
     if args.site:
         try:
-            site = tuple(float(x) for x in args.site.split(","))
-            assert len(site) == 3
-        except (ValueError, AssertionError):
+            site = parse_llh(args.site)
+        except ValueError:
             print("sensors convert: --site wants LAT,LON,ALT_M", file=sys.stderr)
             return 2
     if args.kind == "asterix" and site is None:

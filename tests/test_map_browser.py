@@ -301,7 +301,7 @@ def test_map_page_in_chromium(browser):
 
 
 def test_chromium_binary_is_debian_not_downloaded():
-    # guards the brief: the test must never fall back to a browser download
+    # the browser comes from Debian's package: the test never falls back to a browser download
     if shutil.which("chromium") is None:
         pytest.skip("chromium not installed here")
     assert "ms-playwright" not in os.path.realpath(CHROMIUM)

@@ -65,7 +65,7 @@ from fusion.kernels.frames import finite_rows
 from fusion.kernels.gating import gate, ident_words
 from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
-from fusion.kernels.prune import tentative_timeouts
+from fusion.kernels.prune import deleted_slots
 from fusion.kernels.scan import (
     birth_pos,
     new_track_dets,
@@ -473,42 +473,14 @@ class Tracker:
                     lifecycle.confirm_new(slots, tab.status, tab.cls, p["confirm_m"])
                 )
 
-        # 8. Delete.
-        active = tab.active_slots()
-        dead = np.zeros(active.shape[0], dtype=np.bool_)
-        lifecycle.deletion_mask(
-            active,
-            self.t_now_s,
-            tab.x,
-            tab.P,
-            tab.t_s,
-            tab.status,
-            tab.hist,
-            tab.nscan,
-            tab.misses,
-            tab.cls,
-            p["confirm_m"],
-            p["confirm_n"],
-            p["max_misses"],
-            p["max_coast_s"],
-            p["max_pos_sigma_m"],
-            p["q_h_m2s3"],
-            p["q_v_m2s3"],
-            dead,
-        )
-        tentative_timeouts(
-            active,
-            self.t_now_s,
-            tab.t_s,
-            tab.status,
-            tab.sensors,
-            self._miss_mask,
-            tab.cls,
-            p["tentative_coast_s"],
-            dead,
-        )
-        gone = active[dead]
-        res.deleted_ids = tab.id[gone].copy()
+        # 8. Delete (fusion.kernels.lifecycle.deletion_mask and prune.tentative_timeouts).
+        gone = deleted_slots(
+            self.t_now_s, tab.x, tab.P, tab.t_s, tab.status, tab.hist, tab.nscan, tab.misses,
+            tab.cls, tab.sensors, self._miss_mask, p["confirm_m"], p["confirm_n"],
+            p["max_misses"], p["max_coast_s"], p["max_pos_sigma_m"], p["q_h_m2s3"],
+            p["q_v_m2s3"], p["tentative_coast_s"],
+        )  # fmt: skip
+        res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
         tab.free(gone)
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
             merged = self._pruner.check(tab, p, self.t_now_s)

@@ -19,8 +19,10 @@ import math
 import numpy as np
 
 from fusion.kernels.gating import ident_words
-from fusion.kernels.prune import duplicate_pairs
-from fusion.tracks import COASTING, CONFIRMED, TrackTable
+from fusion.kernels.prune import firm_duplicate_pairs
+from fusion.tracks import TrackTable
+
+_NONE = np.zeros(0, np.int64)
 
 
 class DuplicatePruner:
@@ -43,12 +45,8 @@ class DuplicatePruner:
     def check(self, tab: TrackTable, p: dict[str, np.ndarray], t_now_s: float) -> np.ndarray:
         """One check at t_now_s; returns the table slots to delete (merged into their pair)."""
         self.last_check_s = t_now_s
-        firm = np.flatnonzero((tab.status == CONFIRMED) | (tab.status == COASTING))
-        if firm.shape[0] < 2:
-            self.counts = {}
-            return np.zeros(0, np.int64)
-        a, b, _ = duplicate_pairs(
-            firm,
+        a, b, _ = firm_duplicate_pairs(
+            tab.status,
             t_now_s,
             tab.x,
             tab.P,
@@ -61,6 +59,9 @@ class DuplicatePruner:
             self.sep_m,
             self.min_speed_mps,
         )
+        if a.shape[0] == 0:  # the common case: nothing to count
+            self.counts = {}
+            return _NONE
         ids_a, ids_b = tab.id[a], tab.id[b]
         counts: dict[tuple[int, int], int] = {}
         gone: list[int] = []

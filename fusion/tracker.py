@@ -164,6 +164,11 @@ class Tracker:
         )
         self._repeats = RepeatFilter(cfg.repeat_window_s)
         self._site_enu: dict[tuple[float, float, float], np.ndarray] = {}
+        # Per-sensor values fixed between coverage declarations, not rebuilt every batch.
+        self._bits: dict[str, np.uint64] = {}
+        self._coverage_cache: dict[tuple[str, str], _Coverage] = {}
+        self._idw_src: np.ndarray | None = None
+        self._idw = np.zeros((0, 3), np.uint64)
         # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
         # grid's cell of the default class.
         self._order_cell_m = float(self._p["grid_cell_m"][CLS_UNKNOWN])
@@ -179,6 +184,7 @@ class Tracker:
         if not max_range_m > 0:
             raise ValueError(f"max_range_m must be > 0, got {max_range_m}")
         self._coverage[sensor] = (None if site is None else tuple(site), float(max_range_m))
+        self._coverage_cache.clear()
 
     def apply_heartbeat(self, hb) -> None:
         """Take a heartbeat's coverage ({"max_range_m": r} around its site) if it has one."""
@@ -187,8 +193,11 @@ class Tracker:
             self.set_coverage(hb.sensor, float(r), hb.site)
 
     def _sensor_bit(self, sensor: str) -> np.uint64:
-        idx = self.sensor_index.setdefault(sensor, len(self.sensor_index))
-        return np.uint64(1) << np.uint64(idx % 64)
+        bit = self._bits.get(sensor)
+        if bit is None:  # a sensor's bit is fixed once it has an index: built once
+            idx = self.sensor_index.setdefault(sensor, len(self.sensor_index))
+            bit = self._bits[sensor] = np.uint64(1) << np.uint64(idx % 64)
+        return bit
 
     def _transform(self, site: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
         key = (float(site[0]), float(site[1]), float(site[2]))
@@ -278,13 +287,23 @@ class Tracker:
         sensor_bit = self._sensor_bit(batch.sensor)
 
         # 2. Coverage (for the fused path, inside its kernel).
-        cov = self._coverage_of(batch)
+        if batch.site is None:  # the coverage of a siteless batch depends on sensor and kind
+            cov = self._coverage_cache.get((batch.sensor, batch.kind))
+            if cov is None:
+                cov = self._coverage_cache[(batch.sensor, batch.kind)] = self._coverage_of(batch)
+        else:
+            cov = self._coverage_of(batch)
         if cov.counts_misses and not cooperative:
             self._miss_mask |= sensor_bit
         if batch.kind == KIND_POS and (batch.vel is not None or cooperative):
             # State-vector reports: drop re-sent positions (fusion.tracker_repeats).
             res.repeated = self._repeats.mark(batch.sensor, z, t, usable)
-        fused = meas == MEAS_POS and not cooperative and not tab.imm_used.any()
+        # imm_used stays empty until a first IMM track: no reduction in the common case.
+        fused = (
+            meas == MEAS_POS
+            and not cooperative
+            and not (tab.imm_used.shape[0] and tab.imm_used.any())
+        )
         if not fused:
             active = tab.active_slots()
             if cov.site_enu is None:
@@ -508,18 +527,24 @@ class Tracker:
         rows, _ = scan_pos(
             cov.site_enu is not None, site, cov.max_range_m**2, t_batch, usable, tab.x, tab.P,
             tab.t_s, tab.status, tab.cls, tab.hist, tab.nscan, tab.misses, tab.hits,
-            tab.sensors, tab.kinds, ident_words(tab.ident), z, R, t,
+            tab.sensors, tab.kinds, self._ident_words(), z, R, t,
             det_tr, dcls, CLS_UNKNOWN, kind_bits, sensor_bit, cov.counts_misses, p["gate2_pos"],
             p["q_h_m2s3"], p["q_v_m2s3"], p["grid_cell_m"], p["confirm_m"], p["confirm_n"],
             adopted, stats,
         )  # fmt: skip
-        res.pairs = int(stats[0])
-        res.clusters = int(stats[1])
-        res.late = int(stats[2])
-        res.confirmed = int(stats[3])
+        res.pairs, res.clusters, res.late, res.confirmed, n_adopted = stats.tolist()
         res.assigned = int(rows.shape[0])
-        if stats[4]:
-            self._start_imm(adopted[: int(stats[4])])
+        if n_adopted:
+            self._start_imm(adopted[:n_adopted])
+
+    def _ident_words(self) -> np.ndarray:
+        """`ident_words(table.ident)`, a view: rebuilt only when the table's array changes."""
+        ident = self.table.ident
+        if self._idw_src is not ident:
+            if not (ident.flags.c_contiguous and ident.dtype == np.dtype("S24")):
+                return ident_words(ident)  # a copy: not kept
+            self._idw_src, self._idw = ident, ident_words(ident)
+        return self._idw
 
     def _pack(self) -> None:
         """Repack the table in `spatial_order` of the tracks (see TrackerConfig.pack_every)."""

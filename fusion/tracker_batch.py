@@ -113,7 +113,8 @@ def theatre_batch(
             raise ValueError(f"ident has shape {ident.shape}, not ({n},)")
         has_id = ident != b""
     if batch.cls is None:
-        cls = np.full(n, CLS_UNKNOWN, np.uint8)
+        cls = np.empty(n, np.uint8)  # empty + fill: cheaper than np.full for small n
+        cls.fill(CLS_UNKNOWN)
     else:
         cls = np.ascontiguousarray(batch.cls, dtype=np.uint8)
         if cls.shape != (n,) or (n and int(cls.max()) >= n_classes):
@@ -123,12 +124,14 @@ def theatre_batch(
         if cooperative:
             kind_bits = np.where(has_id, KIND_BIT_POS_COOP, KIND_BIT_POS_NONCOOP)
         else:
-            kind_bits = np.full(n, KIND_BIT_POS_NONCOOP, np.uint8)
+            kind_bits = np.empty(n, np.uint8)
+            kind_bits.fill(KIND_BIT_POS_NONCOOP)
     elif batch.kind == KIND_POLAR:
         kind_bits = np.full(n, KIND_BIT_POLAR)
     else:
         kind_bits = np.full(n, KIND_BIT_BEARING)
-    usable = np.ones(n, dtype=np.bool_)
+    usable = np.empty(n, dtype=np.bool_)
+    usable.fill(True)
     superseded = 0
     if cooperative:
         idx = np.flatnonzero(has_id)

@@ -164,6 +164,22 @@ def cluster_pairs(n_tracks, n_dets, pair_t, pair_d):
 
 
 @njit
+def _stable_order(label, n_labels):
+    """np.argsort(label, kind="mergesort") for labels in [0, n_labels): a counting sort,
+    stable, so the same permutation; linear instead of a merge sort per scan."""
+    start = np.zeros(n_labels + 1, np.int64)
+    for k in range(label.shape[0]):
+        start[label[k] + 1] += 1
+    for c in range(n_labels):
+        start[c + 1] += start[c]
+    order = np.empty(label.shape[0], np.int64)
+    for k in range(label.shape[0]):
+        order[start[label[k]]] = k
+        start[label[k]] += 1
+    return order
+
+
+@njit
 def gnn_clusters(
     n_tracks, n_dets, pair_t, pair_d, pair_cost, miss_cost, det_of_track, track_of_det
 ):
@@ -182,7 +198,7 @@ def gnn_clusters(
     if k == 0:
         return 0
     label = cluster_pairs(n_tracks, n_dets, pair_t, pair_d)
-    order = np.argsort(label, kind="mergesort")
+    order = _stable_order(label, n_tracks + n_dets)  # labels are roots: track indices
     local_t = np.full(n_tracks, -1, np.int64)
     local_d = np.full(n_dets, -1, np.int64)
     n_clusters = 0

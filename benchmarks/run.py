@@ -67,17 +67,20 @@ def run_one(name: str, args: list[str], out_dir: Path) -> tuple[str, dict | None
     return shown, json.loads(json_path.read_text()), ""
 
 
-def render(results: dict[str, tuple[str, dict | None, str]], seconds: float) -> str:
+def render(
+    results: dict[str, tuple[str, dict | None, str]], seconds: float, when: str | None = None
+) -> str:
     lines = [
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m benchmarks.run`). Each section holds the analysis and",
         "the recorded figures of that benchmark, then the latest run's figures with its command.",
         (
-            f"Latest run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+            f"Latest run: {when or time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
             f"{platform.machine()}, Python {platform.python_version()}, {seconds:.0f} s in all."
-            if results
-            else "This file was assembled from the recorded figures (`--render-only`)."
+            if seconds
+            else "Assembled with `--render-only` from the recorded figures and the JSON of the "
+            "latest full run."
         ),
         "",
     ]
@@ -115,7 +118,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.render_only:
-        (ROOT / "BENCHMARKS.md").write_text(render({}, 0.0) + "\n")
+        # Reuse the JSON of the latest full run where it is there, so the tables survive an
+        # edit of the written analysis.
+        saved: dict[str, tuple[str, dict | None, str]] = {}
+        for name, (full, _) in BENCHMARKS.items():
+            path = Path(args.out) / f"{name}.json"
+            if path.exists():
+                cmd = " ".join(["python", "-m", f"benchmarks.{name}", *full])
+                saved[name] = (cmd, json.loads(path.read_text()), "")
+        meta_path = Path(args.out) / "run.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        text = render(saved, meta.get("seconds", 0.0), meta.get("when"))
+        (ROOT / "BENCHMARKS.md").write_text(text + "\n")
         print(f"wrote {ROOT / 'BENCHMARKS.md'}")
         return 0
     names = args.only or list(BENCHMARKS)
@@ -138,7 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             status = "ok" if results[name][1] is not None else "FAILED"
             progress.console.print(f"{name}: {status}  ({results[name][0]})")
             progress.advance(task)
-    text = render(results, time.perf_counter() - t0)
+    seconds = time.perf_counter() - t0
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if not args.only and not args.quick:
+        (out_dir / "run.json").write_text(json.dumps({"seconds": seconds, "when": when}))
+    text = render(results, seconds, when)
     if args.no_write:
         print(text)
     else:

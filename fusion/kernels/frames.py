@@ -17,6 +17,30 @@ from fusion.jit import njit
 
 
 @njit
+def _congruence3_at(
+    A: np.ndarray, C: np.ndarray, k: int, AC: np.ndarray, out: np.ndarray, tr: np.ndarray
+) -> None:
+    """Row k of `congruence3_into`: out[k] = A[k] C[k] A[k]^T, tr[k] its trace; AC (3, 3) is
+    scratch. Shared with `geodetic_batch_into` so both stay bit-identical."""
+    for i in range(3):
+        for j in range(3):
+            s = 0.0
+            for m in range(3):
+                s += A[k, i, m] * C[k, m, j]
+            AC[i, j] = s
+    t = 0.0
+    for i in range(3):
+        for j in range(i, 3):
+            s = 0.0
+            for m in range(3):
+                s += AC[i, m] * A[k, j, m]
+            out[k, i, j] = s
+            out[k, j, i] = s
+        t += out[k, i, i]
+    tr[k] = t
+
+
+@njit
 def congruence3_into(A: np.ndarray, C: np.ndarray, out: np.ndarray, tr: np.ndarray) -> None:
     """out[k] = A[k] C[k] A[k]^T (exactly symmetric: upper triangle mirrored), tr[k] = trace.
 
@@ -24,22 +48,7 @@ def congruence3_into(A: np.ndarray, C: np.ndarray, out: np.ndarray, tr: np.ndarr
     """
     AC = np.empty((3, 3))
     for k in range(A.shape[0]):
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for m in range(3):
-                    s += A[k, i, m] * C[k, m, j]
-                AC[i, j] = s
-        t = 0.0
-        for i in range(3):
-            for j in range(i, 3):
-                s = 0.0
-                for m in range(3):
-                    s += AC[i, m] * A[k, j, m]
-                out[k, i, j] = s
-                out[k, j, i] = s
-            t += out[k, i, i]
-        tr[k] = t
+        _congruence3_at(A, C, k, AC, out, tr)
 
 
 def congruence3(A: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,20 +123,5 @@ def geodetic_batch_into(
         for a in range(3):
             for b in range(3):
                 Rt[k, a, b] = R0[a, 0] * Rp[b, 0] + R0[a, 1] * Rp[b, 1] + R0[a, 2] * Rp[b, 2]
-        for i in range(3):
-            for j in range(3):
-                s = 0.0
-                for m in range(3):
-                    s += Rt[k, i, m] * C[k, m, j]
-                AC[i, j] = s
-        t = 0.0
-        for i in range(3):
-            for j in range(i, 3):
-                s = 0.0
-                for m in range(3):
-                    s += AC[i, m] * Rt[k, j, m]
-                C_out[k, i, j] = s
-                C_out[k, j, i] = s
-            t += C_out[k, i, i]
-        tr[k] = t
+        _congruence3_at(Rt, C, k, AC, C_out, tr)
     return bad

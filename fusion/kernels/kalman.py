@@ -173,49 +173,6 @@ def gate_row(
 
 
 @njit
-def _gain_rows(PHt: np.ndarray, L: np.ndarray, K: np.ndarray, m: int) -> None:
-    """K = PHt S^-1 with S = L L^T (Cholesky factor L), row by row: solve L L^T k = PHt[i, :m].
-
-    Shared by the Joseph update variants; same operations in the same order as each had.
-    """
-    for i in range(6):
-        for j in range(m):
-            s = PHt[i, j]
-            for k in range(j):
-                s -= L[j, k] * K[i, k]
-            K[i, j] = s / L[j, j]
-        for j in range(m - 1, -1, -1):
-            s = K[i, j]
-            for k in range(j + 1, m):
-                s -= L[k, j] * K[i, k]
-            K[i, j] = s / L[j, j]
-
-
-@njit
-def _add_gain_innovation(x: np.ndarray, K: np.ndarray, y: np.ndarray, m: int) -> None:
-    """x += K y (K (6, >= m), y (>= m,))."""
-    for i in range(6):
-        s = 0.0
-        for j in range(m):
-            s += K[i, j] * y[j]
-        x[i] += s
-
-
-@njit
-def _joseph_close(P: np.ndarray, AP: np.ndarray, KR: np.ndarray, K: np.ndarray, m: int) -> None:
-    """P = AP + KR K^T on the upper triangle, mirrored below (exactly symmetric)."""
-    for i in range(6):
-        for j in range(i, 6):
-            s = AP[i, j]
-            for k in range(m):
-                s += KR[i, k] * K[j, k]
-            P[i, j] = s
-    for i in range(6):
-        for j in range(i):
-            P[i, j] = P[j, i]
-
-
-@njit
 def joseph_update_row(
     x: np.ndarray,
     P: np.ndarray,
@@ -248,8 +205,22 @@ def joseph_update_row(
     if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
         return math.inf, math.inf
     # K = PHt S^-1, row by row: solve L L^T k = PHt[i, :].
-    _gain_rows(PHt, L, K, m)
-    _add_gain_innovation(x, K, y, m)
+    for i in range(6):
+        for j in range(m):
+            s = PHt[i, j]
+            for k in range(j):
+                s -= L[j, k] * K[i, k]
+            K[i, j] = s / L[j, j]
+        for j in range(m - 1, -1, -1):
+            s = K[i, j]
+            for k in range(j + 1, m):
+                s -= L[k, j] * K[i, k]
+            K[i, j] = s / L[j, j]
+    for i in range(6):
+        s = 0.0
+        for j in range(m):
+            s += K[i, j] * y[j]
+        x[i] += s
     # A = I - K H
     for i in range(6):
         for j in range(6):
@@ -312,8 +283,22 @@ def joseph_select_row(
     d2 = _mahalanobis(L, y, m, w)
     if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
         return math.inf, math.inf
-    _gain_rows(P, L, K, m)
-    _add_gain_innovation(x, K, y, m)
+    for i in range(6):
+        for j in range(m):
+            s = P[i, j]
+            for k in range(j):
+                s -= L[j, k] * K[i, k]
+            K[i, j] = s / L[j, j]
+        for j in range(m - 1, -1, -1):
+            s = K[i, j]
+            for k in range(j + 1, m):
+                s -= L[k, j] * K[i, k]
+            K[i, j] = s / L[j, j]
+    for i in range(6):
+        s = 0.0
+        for j in range(m):
+            s += K[i, j] * y[j]
+        x[i] += s
     for i in range(6):
         for j in range(6):
             s = P[i, j]
@@ -327,7 +312,15 @@ def joseph_select_row(
                 s += K[i, k] * R[k, j]
             # (K R - A P H^T): the Joseph product (A P A^T + K R K^T) is AP + this times K^T.
             KR[i, j] = s - AP[i, j]
-    _joseph_close(P, AP, KR, K, m)
+    for i in range(6):
+        for j in range(i, 6):
+            s = AP[i, j]
+            for k in range(m):
+                s += KR[i, k] * K[j, k]
+            P[i, j] = s
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
     return d2, logdet
 
 
@@ -370,8 +363,22 @@ def joseph_position_jacobian_row(
     d2 = _mahalanobis(L, y, m, w)
     if not d2 < math.inf:
         return math.inf, math.inf
-    _gain_rows(PHt, L, K, m)
-    _add_gain_innovation(x, K, y, m)
+    for i in range(6):
+        for j in range(m):
+            s = PHt[i, j]
+            for k in range(j):
+                s -= L[j, k] * K[i, k]
+            K[i, j] = s / L[j, j]
+        for j in range(m - 1, -1, -1):
+            s = K[i, j]
+            for k in range(j + 1, m):
+                s -= L[k, j] * K[i, k]
+            K[i, j] = s / L[j, j]
+    for i in range(6):
+        s = 0.0
+        for j in range(m):
+            s += K[i, j] * y[j]
+        x[i] += s
     # A P = P - K (H P), with H P = PHt^T since P is symmetric.
     for i in range(6):
         for j in range(6):
@@ -386,7 +393,15 @@ def joseph_position_jacobian_row(
                 s += K[i, k] * R[k, a]
             aph = AP[i, 0] * H[a, 0] + AP[i, 1] * H[a, 1] + AP[i, 2] * H[a, 2]
             KR[i, a] = s - aph
-    _joseph_close(P, AP, KR, K, m)
+    for i in range(6):
+        for j in range(i, 6):
+            s = AP[i, j]
+            for k in range(m):
+                s += KR[i, k] * K[j, k]
+            P[i, j] = s
+    for i in range(6):
+        for j in range(i):
+            P[i, j] = P[j, i]
     return d2, logdet
 
 

@@ -116,6 +116,15 @@ def area_param(sites: SiteSet, rule: str, key: str) -> np.ndarray:
     return out
 
 
+def within_exit_margin(ctx: ScanContext, buffer_m: np.ndarray, exit_m: np.ndarray) -> np.ndarray:
+    """Mask over `ctx.pairs`: the track is within its area's buffer plus the rule's exit margin
+    (per area, NaN where the rule is off, which gives False). An open cue holds while this is
+    true, so a track skimming the buffer edge does not open and close it every scan."""
+    p = ctx.pairs
+    with np.errstate(invalid="ignore"):
+        return p.d_now_m <= buffer_m[p.a] + exit_m[p.a]
+
+
 class PairMemory:
     """Per-(track, site) state kept across scans as sorted int64 codes plus value columns,
     so that a scan reads and writes it for all its pairs at once."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion.rules.base import Findings, ScanContext, area_param
+from fusion.rules.base import Findings, ScanContext, area_param, within_exit_margin
 from fusion.sites import Site, SiteSet
 
 NAME = "dark_target"
@@ -33,12 +33,9 @@ class DarkTarget:
         rows = ctx.rows[p.i]
         b = self.sites.buffer_m[p.a]
         dark = ctx.picture.ident[rows] == b""
-        with np.errstate(invalid="ignore"):
-            hold = (
-                dark
-                & (ctx.picture.hits[rows] >= self.min_hits[p.a])
-                & (p.d_now_m <= b + self.exit_m[p.a])
-            )
+        with np.errstate(invalid="ignore"):  # NaN min_hits where the rule is off: False
+            hits_ok = ctx.picture.hits[rows] >= self.min_hits[p.a]
+        hold = dark & hits_ok & within_exit_margin(ctx, self.sites.buffer_m, self.exit_m)
         k = np.flatnonzero(hold)
         return Findings.for_tracks(
             NAME,

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion.rules.base import Findings, ScanContext, area_param
+from fusion.rules.base import Findings, ScanContext, area_param, within_exit_margin
 from fusion.rules.text import distance_text, zone_text
 from fusion.sites import Site, SiteSet
 
@@ -27,10 +27,7 @@ class Incursion:
     def evaluate(self, ctx: ScanContext) -> Findings:
         p = ctx.pairs
         b = self.sites.buffer_m[p.a]
-        exit_m = self.exit_m[p.a]
-        with np.errstate(invalid="ignore"):
-            hold = p.d_now_m <= b + exit_m  # False where NaN (rule off)
-        k = np.flatnonzero(hold)
+        k = np.flatnonzero(within_exit_margin(ctx, self.sites.buffer_m, self.exit_m))
         return Findings.for_tracks(
             NAME,
             ctx,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fusion.rules.base import Findings, PairMemory, ScanContext, area_param
+from fusion.rules.base import Findings, PairMemory, ScanContext, area_param, within_exit_margin
 from fusion.rules.text import duration_text, zone_text
 from fusion.sites import Site, SiteSet
 
@@ -34,9 +34,7 @@ class Loiter:
     def evaluate(self, ctx: ScanContext) -> Findings:
         p = ctx.pairs
         b = self.sites.buffer_m[p.a]
-        with np.errstate(invalid="ignore"):
-            present = p.d_now_m <= b + self.exit_m[p.a]  # False where the rule is off
-        k = np.flatnonzero(present)
+        k = np.flatnonzero(within_exit_margin(ctx, self.sites.buffer_m, self.exit_m))
         codes = PairMemory.code(ctx.ids[p.i[k]], p.site[k])
         looked_up = self.memory.lookup(codes)
         found = looked_up[0]

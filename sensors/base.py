@@ -21,7 +21,6 @@ holds `unacked_max` batches is the oldest dropped, and counted.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import queue
@@ -32,13 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 import zmq.auth
 from prometheus_client import CollectorRegistry
 
 from fusion import protocol
+from fusion.config import is_loopback
 from fusion.messages import Ack, Detections, Heartbeat
 from sensors.batching import Batcher, Measurement
 from sensors.metrics import LinkCollector
@@ -97,19 +96,6 @@ def load_curve_keys(client_cert: str, server_key: str) -> tuple[bytes, bytes, by
     if len(server_public) != 40:
         raise ValueError("server key must be 40 Z85 characters or a certificate file")
     return public, secret, server_public
-
-
-def is_loopback(endpoint: str) -> bool:
-    parts = urlsplit(endpoint)
-    if parts.scheme in ("inproc", "ipc"):
-        return True
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _seq_start() -> int:

@@ -28,6 +28,11 @@ pictures and scoring are not. GOSPA (c = 100 m, p = 1, alpha = 2; 3-D positions 
 confirmed tracks extrapolated to the scan time) is averaged over all scans. Each tracker runs
 in its own forked process so `peak_rss_mb` (ru_maxrss) is its own (it includes the scenario,
 shared from the parent).
+
+Memory per track (printed by every run): the TrackTable's bytes per slot of a CV track and of
+an IMM track of three models (slot plus side-table rows), from `TrackTable.nbytes()` of full
+tables without growth slack; and the bytes per live track of the run's own table, slack
+included.
 """
 
 from __future__ import annotations
@@ -438,11 +443,27 @@ def main(args: argparse.Namespace) -> int:
             f"table bytes per live track: {extra['bytes_per_track']:.0f} "
             f"({extra['tracks']} tracks); machine: {platform.machine()}, {os.cpu_count()} cores"
         )
+    cv_b, imm_b = memory_per_track()
+    lines.append(
+        f"memory per track (table without slack): CV {cv_b:.0f} B, IMM of 3 models {imm_b:.0f} B"
+    )
     print("\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2))
     return 0
+
+
+def memory_per_track(n: int = 4096, imm_modes: int = 3) -> tuple[float, float]:
+    """Bytes per track of a TrackTable of n slots, all CV tracks, then all IMM tracks (their
+    side table exactly full): `nbytes()` over n, no growth slack."""
+    from fusion.tracks import TrackTable
+
+    cv = TrackTable(n, imm_modes=imm_modes)
+    cv.alloc(n)
+    imm = TrackTable(n, imm_modes=imm_modes)
+    imm.alloc_imm(imm.alloc(n))
+    return cv.nbytes() / n, imm.nbytes() / n
 
 
 def _fmt(r: dict) -> str:

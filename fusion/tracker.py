@@ -696,7 +696,7 @@ class Tracker:
             alt0,
             altn,
             np.ascontiguousarray(xm.reshape(-1, 6)),
-            np.ascontiguousarray(Pm.reshape(-1, 6, 6)),
+            np.ascontiguousarray(Pm.reshape(-1, Pm.shape[-1])),
             np.repeat(t0, r),
         )
 
@@ -723,7 +723,7 @@ class Tracker:
         # As fusion.kernels.imm.imm_init, on the side table's own rows (mu lives there).
         tab.imm_mu[mrows] = np.asarray(self.config.imm_mu0, dtype=np.float64)
         tab.imm_x[mrows] = tab.x[imm_slots][:, None, :]
-        tab.imm_P[mrows] = tab.P[imm_slots][:, None, :, :]
+        tab.imm_P[mrows] = tab.P[imm_slots][:, None, :]
 
     # -- outputs ----------------------------------------------------------------------------
     def picture(self, confirmed_only: bool = True) -> TrackPicture:
@@ -740,7 +740,9 @@ class Tracker:
         for b in range(16):  # popcount over 16 bits, vectorised over tracks
             bits += (hist >> b) & 1
         hit_frac = bits / n_win
-        sigma = np.sqrt(np.maximum(np.trace(tab.P[slots][:, :3, :3], axis1=1, axis2=2), 0.0))
+        # Trace of the position block: packed elements (0, 0), (1, 1), (2, 2).
+        Pp = tab.P[slots]
+        sigma = np.sqrt(np.maximum(Pp[:, 0] + Pp[:, 6] + Pp[:, 11], 0.0))
         quality = hit_frac * np.clip(1.0 - sigma / p["max_pos_sigma_m"][cls], 0.0, 1.0)
         sensors = tab.sensors[slots]
         n_sensors = np.zeros(slots.shape[0], np.int64)
@@ -751,7 +753,7 @@ class Tracker:
             origin=self.origin,
             id=tab.id[slots].copy(),
             x=tab.x[slots].copy(),
-            P=tab.P[slots].copy(),
+            P=tab.covariance(slots),
             t_upd_s=tab.t_s[slots].copy(),
             status=tab.status[slots].copy(),
             ident=tab.ident[slots].copy(),

@@ -8,7 +8,8 @@ Per slot (state at time `t_s`, the time of the track's last update; theatre ENU 
 
     id        int64      stable track id (never reused; 0 for a free slot)
     x         (6,) f8    e, n, u, ve, vn, vu                                  m, m/s
-    P         (6,6) f8   covariance of x
+    P         (21,) f8   covariance of x, packed: its upper triangle row by row
+                         (`fusion.kernels.packed`; `covariance(slots)` gives (k, 6, 6))
     t_s       f8         time of x and P (last update)                         s
     t0_s      f8         time of the first detection                           s
     status    u1         index into messages.TRACK_STATUS_NAMES (0 free, 1 tentative,
@@ -25,14 +26,21 @@ Per slot (state at time `t_s`, the time of the track's last update; theatre ENU 
     imm_slot  i4         row in the IMM side table, -1 when the track runs no IMM
 
 IMM side table (only for tracks of a class with `imm=True`, r models): `imm_mu (K, r)` mode
-probabilities, `imm_x (K, r, 6)` and `imm_P (K, r, 6, 6)` the mode-conditioned states; x and P
-above then hold the combined (moment-matched) estimate.
+probabilities, `imm_x (K, r, 6)` and `imm_P (K, r, 21)` (packed) the mode-conditioned states;
+x and P above then hold the combined (moment-matched) estimate.
 
-Memory: the per-slot arrays take MAIN_BYTES_PER_SLOT = 8+48+288+8+8+1+1+2+1+1+4+24+8+1+4
-= 407 bytes; an IMM track also uses r * (8 + 48 + 288) bytes in the side table (1,032 B for
-the default three models, 688 B for two). A non-IMM track therefore costs 407 B (814 B at
-worst just after a doubling); an IMM track 1,439 B with three models. `nbytes()` reports the
-exact allocation.
+Memory: every covariance is symmetric (the kernels keep it exactly so), and is stored as its
+21 upper-triangle values, 168 bytes instead of 288, without loss. The per-slot arrays take
+MAIN_BYTES_PER_SLOT = 8+48+168+8+8+1+1+2+1+1+4+24+8+1+4 = 287 bytes; an IMM track also uses
+r * (8 + 48 + 168) bytes in the side table (672 B for the default three models, 448 B for
+two), plus one byte for the side-table row's in-use flag. A non-IMM track therefore costs
+287 B (574 B at worst just after a doubling); an IMM track 960 B with three models (the side
+table also grows by doubling). Before the packed layout: 407 B and 1,440 B. `nbytes()`
+reports the exact allocation (`python -m benchmarks.tracker` prints both figures).
+
+Snapshots (`to_arrays` / `from_arrays`) carry full (n, 6, 6) covariances, the layout of the
+picture and of earlier versions, so a snapshot written before the packed layout restores
+unchanged.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 
 from fusion.jit import njit
+from fusion.kernels.packed import N_PACKED, pack, unpack
 from fusion.messages import IDENT_DTYPE
 
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
@@ -49,14 +58,14 @@ KIND_BIT_POLAR = 2
 KIND_BIT_BEARING = 4
 KIND_BIT_POS_NONCOOP = 8
 
-MAIN_BYTES_PER_SLOT = 8 + 48 + 288 + 8 + 8 + 1 + 1 + 2 + 1 + 1 + 4 + 24 + 8 + 1 + 4
-IMM_BYTES_PER_MODE = 8 + 48 + 288
+MAIN_BYTES_PER_SLOT = 8 + 48 + 168 + 8 + 8 + 1 + 1 + 2 + 1 + 1 + 4 + 24 + 8 + 1 + 4
+IMM_BYTES_PER_MODE = 8 + 48 + 168
 
 # (name, trailing shape, dtype) of every per-slot array, in snapshot order.
 _FIELDS: tuple[tuple[str, tuple[int, ...], object], ...] = (
     ("id", (), np.int64),
     ("x", (6,), np.float64),
-    ("P", (6, 6), np.float64),
+    ("P", (N_PACKED,), np.float64),
     ("t_s", (), np.float64),
     ("t0_s", (), np.float64),
     ("status", (), np.uint8),
@@ -89,7 +98,7 @@ class TrackTable:
         r = self.imm_modes
         self.imm_mu = np.zeros((0, r))
         self.imm_x = np.zeros((0, r, 6))
-        self.imm_P = np.zeros((0, r, 6, 6))
+        self.imm_P = np.zeros((0, r, N_PACKED))
         self.imm_used = np.zeros(0, dtype=np.bool_)
         self.next_id = 1
         self.n_active = 0
@@ -157,7 +166,7 @@ class TrackTable:
             r = self.imm_modes
             imm_mu = np.zeros((new_cap, r))
             imm_x = np.zeros((new_cap, r, 6))
-            imm_P = np.zeros((new_cap, r, 6, 6))
+            imm_P = np.zeros((new_cap, r, N_PACKED))
             used = np.zeros(new_cap, dtype=np.bool_)
             imm_mu[:cap], imm_x[:cap], imm_P[:cap] = self.imm_mu, self.imm_x, self.imm_P
             used[:cap] = self.imm_used
@@ -196,32 +205,50 @@ class TrackTable:
         )  # fmt: skip
         self.n_active -= int(slots.shape[0])
 
+    # -- covariances ------------------------------------------------------------------------
+    def covariance(self, slots: np.ndarray) -> np.ndarray:
+        """Full covariances (k, 6, 6) of the tracks at `slots` (a new array)."""
+        return unpack(self.P[np.asarray(slots, dtype=np.int64)])
+
+    def set_covariance(self, slots: np.ndarray, P: np.ndarray) -> None:
+        """Store full covariances P (k, 6, 6) (each exactly symmetric) at `slots`."""
+        self.P[np.asarray(slots, dtype=np.int64)] = pack(P, check_symmetric=True)
+
     # -- snapshots --------------------------------------------------------------------------
     def to_arrays(self) -> dict[str, np.ndarray | int]:
-        """Plain arrays of the active tracks (copies), plus the id counter."""
+        """Plain arrays of the active tracks (copies), plus the id counter; covariances full
+        (n, 6, 6) and (n, r, 6, 6)."""
         slots = self.active_slots()
         out: dict[str, np.ndarray | int] = {
             name: getattr(self, name)[slots].copy() for name in FIELD_NAMES
         }
+        out["P"] = unpack(self.P[slots])
         rows = self.imm_slot[slots]
         has = rows >= 0
         n, r = slots.shape[0], self.imm_modes
         imm_mu, imm_x, imm_P = np.zeros((n, r)), np.zeros((n, r, 6)), np.zeros((n, r, 6, 6))
         imm_mu[has] = self.imm_mu[rows[has]]
         imm_x[has] = self.imm_x[rows[has]]
-        imm_P[has] = self.imm_P[rows[has]]
+        imm_P[has] = unpack(self.imm_P[rows[has]])
         out["imm_mu"], out["imm_x"], out["imm_P"] = imm_mu, imm_x, imm_P
         out["next_id"] = int(self.next_id)
         return out
 
     @staticmethod
     def from_arrays(d: dict, capacity: int = 1024) -> TrackTable:
-        """Rebuild a table from `to_arrays` output; slots are packed from 0 in the saved order."""
+        """Rebuild a table from `to_arrays` output; slots are packed from 0 in the saved order.
+
+        A covariance that is not exactly symmetric raises ValueError (the packed layout keeps
+        one triangle)."""
         n = int(np.asarray(d["id"]).shape[0])
         r = int(np.asarray(d["imm_mu"]).shape[1]) if n else 3
         table = TrackTable(max(capacity, n), imm_modes=r)
         for name, shape, dtype in _FIELDS:
             arr = np.asarray(d[name], dtype=dtype)
+            if name == "P":
+                if arr.shape != (n, 6, 6):
+                    raise ValueError(f"snapshot field 'P' has shape {arr.shape}, not {(n, 6, 6)}")
+                arr = pack(arr, check_symmetric=True)
             if arr.shape != (n, *shape):
                 want = (n, *shape)
                 raise ValueError(f"snapshot field {name!r} has shape {arr.shape}, not {want}")
@@ -236,7 +263,7 @@ class TrackTable:
         rows = table.imm_slot[had]
         table.imm_mu[rows] = np.asarray(d["imm_mu"], dtype=np.float64)[had]
         table.imm_x[rows] = np.asarray(d["imm_x"], dtype=np.float64)[had]
-        table.imm_P[rows] = np.asarray(d["imm_P"], dtype=np.float64)[had]
+        table.imm_P[rows] = pack(np.asarray(d["imm_P"], dtype=np.float64)[had], True)
         if n and table.next_id <= int(table.id[:n].max()):
             raise ValueError("snapshot next_id is not above every track id")
         return table
@@ -256,8 +283,8 @@ def _free_slots(
         id_[r] = 0
         for a in range(6):
             x[r, a] = 0.0
-            for b in range(6):
-                P[r, a, b] = 0.0
+        for a in range(P.shape[1]):
+            P[r, a] = 0.0
         t_s[r] = 0.0
         t0_s[r] = 0.0
         status[r] = 0

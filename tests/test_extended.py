@@ -8,23 +8,29 @@ import numpy as np
 import pytest
 
 from fusion.geo import LocalFrame
+from fusion.kernels import extended, kalman
 from fusion.kernels.extended import (
     MEAS_BEARING,
     MEAS_POLAR,
     MEAS_POS,
     MEAS_POS_VEL,
     linearize_row,
-    update_bearing,
-    update_measurements,
-    update_polar,
 )
-from fusion.kernels.kalman import update_position, update_position_velocity
+from tests.packedkit import symmetric, via_packed
+
+# The batched kernels take the table's packed covariances; these take (n, 6, 6) ones.
+update_bearing = via_packed(extended.update_bearing, 1)
+update_measurements = via_packed(extended.update_measurements, 2)
+update_polar = via_packed(extended.update_polar, 1)
+update_position = via_packed(kalman.update_position, 1)
+update_position_velocity = via_packed(kalman.update_position_velocity, 1)
+predict = via_packed(kalman.predict, 1)
 
 
 def _spd(rng: np.random.Generator, n: int, scale: np.ndarray) -> np.ndarray:
     A = rng.normal(size=(n, n))
     s = np.sqrt(scale)
-    return s[:, None] * (A @ A.T + 0.1 * np.eye(n)) * s[None, :]
+    return symmetric(s[:, None] * (A @ A.T + 0.1 * np.eye(n)) * s[None, :])
 
 
 def _case(seed: int, n: int = 10):
@@ -233,8 +239,6 @@ def test_polar_filter_converges_and_stays_spd() -> None:
     R = np.diag([30.0**2, 0.002**2, 0.002**2])[None].copy()
     rows = np.zeros(1, dtype=np.int64)
     d2 = np.empty(1)
-    from fusion.kernels.kalman import predict
-
     errs = []
     for _ in range(300):
         truth[:3] += 2.0 * truth[3:]

@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 
 from fusion.geo import LocalFrame, aer_to_enu, enu_to_aer
-from fusion.kernels.gating import MODE_BEARING, MODE_POLAR, MODE_POS, gate, ident_words
+from fusion.kernels import gating
+from fusion.kernels.gating import MODE_BEARING, MODE_POLAR, MODE_POS, ident_words
 from fusion.models import cv_F, cv_Q
+from tests.packedkit import symmetric, via_packed
+
+gate = via_packed(gating.gate, 3)  # the kernel reads packed covariances; this takes (n, 6, 6)
 
 
 def _random_tracks(rng, n, extent_m):
@@ -21,7 +25,7 @@ def _random_tracks(rng, n, extent_m):
     P = np.einsum("nij,nkj->nik", A, A) * scale[None, :, None] * scale[None, None, :] / 6.0
     P += np.eye(6)[None] * scale[None, :, None] ** 2 * 0.5
     t = rng.uniform(0.0, 5.0, size=n)
-    return x, P, t
+    return x, symmetric(P), t
 
 
 def _brute(mode, rows, x, P, t, q_h, q_v, gate2, z, R, det_t, M, c, tid, did):

@@ -8,10 +8,17 @@ import numpy as np
 import pytest
 from filterpy.kalman import IMMEstimator, KalmanFilter
 
+from fusion.kernels import imm, kalman
 from fusion.kernels.extended import MEAS_POLAR, MEAS_POS
-from fusion.kernels.imm import imm_init, imm_predict, imm_update
-from fusion.kernels.kalman import predict, update_position
 from fusion.models import ImmModelSet, cv_Q, model_F
+from tests.packedkit import symmetric, via_packed
+
+# The kernels take packed covariances (P (N, 21), Pm (K, r, 21)); these take full ones.
+imm_init = via_packed(imm.imm_init, 1, 4)
+imm_predict = via_packed(imm.imm_predict, 1, 4)
+imm_update = via_packed(imm.imm_update, 2, 5)
+predict = via_packed(kalman.predict, 1)
+update_position = via_packed(kalman.update_position, 1)
 
 H_POS = np.hstack([np.eye(3), np.zeros((3, 3))])
 
@@ -19,7 +26,7 @@ H_POS = np.hstack([np.eye(3), np.zeros((3, 3))])
 def _spd(rng: np.random.Generator, scale: np.ndarray) -> np.ndarray:
     A = rng.normal(size=(6, 6))
     s = np.sqrt(scale)
-    return s[:, None] * (A @ A.T + 0.1 * np.eye(6)) * s[None, :]
+    return symmetric(s[:, None] * (A @ A.T + 0.1 * np.eye(6)) * s[None, :])
 
 
 def _close(a, b, tol=1e-9):

@@ -8,21 +8,21 @@ import scipy.linalg
 from filterpy.common import Q_continuous_white_noise
 from filterpy.kalman import KalmanFilter
 
-from fusion.kernels.kalman import (
-    LOG_2PI,
-    joseph_update_row,
-    new_workspace,
-    position_d2,
-    position_innovations,
-    predict,
-    predict_model,
-    predict_per_row,
-    predict_update_pos,
-    update_linear,
-    update_position,
-    update_position_velocity,
-)
+from fusion.kernels import kalman
+from fusion.kernels.kalman import LOG_2PI, joseph_update_row, new_workspace
 from fusion.models import ImmModelSet, ct_F, cv_F, cv_Q, model_F
+from tests.packedkit import symmetric, via_packed
+
+# The batched kernels take the table's packed covariances; these take (n, 6, 6) ones.
+position_d2 = via_packed(kalman.position_d2, 1)
+position_innovations = via_packed(kalman.position_innovations, 1)
+predict = via_packed(kalman.predict, 1)
+predict_model = via_packed(kalman.predict_model, 1)
+predict_per_row = via_packed(kalman.predict_per_row, 1)
+predict_update_pos = via_packed(kalman.predict_update_pos, 1)
+update_linear = via_packed(kalman.update_linear, 1)
+update_position = via_packed(kalman.update_position, 1)
+update_position_velocity = via_packed(kalman.update_position_velocity, 1)
 
 TOL = 1e-9
 
@@ -31,7 +31,7 @@ def _spd(rng: np.random.Generator, n: int, scale: np.ndarray) -> np.ndarray:
     A = rng.normal(size=(n, n))
     P = A @ A.T + 0.1 * np.eye(n)
     s = np.sqrt(scale)
-    return s[:, None] * P * s[None, :]
+    return symmetric(s[:, None] * P * s[None, :])
 
 
 def _tracks(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -360,3 +360,20 @@ def test_fused_predict_update_is_bit_identical_to_predict_then_update(seed: int)
     tb = t_s.copy()
     tb[rows] = np.maximum(t[cols], t_s[rows])
     assert np.array_equal(ta, tb)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_packed_cv_predict_is_bit_identical_to_the_full_one(seed: int) -> None:
+    from fusion.kernels.kalman import cv_predict_packed
+    from fusion.kernels.packed import pack
+    from fusion.models import cv_predict_into
+
+    rng = np.random.default_rng(seed)
+    x, P = _tracks(rng, 10)
+    for r in range(10):
+        dt, qh, qv = rng.uniform(0, 30), rng.uniform(0.1, 10), rng.uniform(0.01, 1)
+        xa, Pa = x[r].copy(), P[r].copy()
+        cv_predict_into(xa, Pa, dt, qh, qv)
+        xb, Pb = x[r].copy(), pack(P[r])
+        cv_predict_packed(xb, Pb, dt, qh, qv)
+        assert xa.tobytes() == xb.tobytes() and pack(Pa).tobytes() == Pb.tobytes()

@@ -6,14 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from fusion.geo import LocalFrame
+from fusion.kernels import prune, velocity_check
 from fusion.kernels.gating import ident_words
-from fusion.kernels.prune import duplicate_pairs, tentative_timeouts
-from fusion.kernels.velocity_check import IGNORED_VEL_VAR, discount_stale_velocity
+from fusion.kernels.prune import tentative_timeouts
+from fusion.kernels.velocity_check import IGNORED_VEL_VAR
 from fusion.messages import CLS_AIR, Detections
 from fusion.models import cv_predict_into
 from fusion.tracker import Tracker
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_repeats import RepeatFilter, position_keys
+from tests.packedkit import symmetric, via_packed
+
+# The kernels read packed covariances (the table's layout); these take (n, 6, 6) ones.
+duplicate_pairs = via_packed(prune.duplicate_pairs, 3)
+discount_stale_velocity = via_packed(velocity_check.discount_stale_velocity, 4)
 
 ORIGIN = (46.5, 30.7, 0.0)
 FRAME = LocalFrame(*ORIGIN)
@@ -22,7 +28,7 @@ T0 = 1.7e9
 
 def _spd(rng, n, scale):
     A = rng.normal(size=(n, 6, 6)) * scale
-    return A @ A.transpose(0, 2, 1) + np.eye(6) * scale**2
+    return symmetric(A @ A.transpose(0, 2, 1) + np.eye(6) * scale**2)
 
 
 def _pairs_reference(rows, t_ref, x, P, t_s, cls, ident, q_h, q_v, d2_max, sep_m, v_min):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fusion.kernels.packed import TRI, pack, tri, unpack
 from fusion.messages import CLS_AIR, CLS_SURFACE, TRACK_STATUS_NAMES
 from fusion.tracker_config import TrackerConfig
 from fusion.tracks import (
@@ -53,8 +54,37 @@ def test_ids_are_never_reused_and_free_slots_are_reused_lowest_first():
 def test_memory_per_track_is_under_one_kib():
     t = TrackTable(1 << 14)
     per_slot = t.nbytes() / t.capacity
-    assert per_slot == MAIN_BYTES_PER_SLOT < 1024
-    assert IMM_BYTES_PER_MODE == 344
+    assert per_slot == MAIN_BYTES_PER_SLOT == 287
+    assert IMM_BYTES_PER_MODE == 8 + 48 + 168
+    # An IMM (air) track: its slot plus three modes in the side table, measured on a table
+    # whose side table is exactly full (no doubling slack).
+    t = TrackTable(64, imm_modes=3)
+    t.alloc_imm(t.alloc(64))
+    assert t.imm_x.shape[0] == 64
+    per_imm_track = t.nbytes() / 64  # the side table's 1-byte `imm_used` flag included
+    assert per_imm_track == MAIN_BYTES_PER_SLOT + 3 * IMM_BYTES_PER_MODE + 1 == 960 < 1024
+
+
+def test_packed_covariances_round_trip_and_index_the_upper_triangle():
+    rng = np.random.default_rng(11)
+    A = rng.normal(size=(5, 6, 6))
+    P = A @ A.transpose(0, 2, 1)
+    P = 0.5 * (P + P.transpose(0, 2, 1))  # exactly symmetric
+    Pp = pack(P)
+    assert Pp.shape == (5, 21)
+    assert np.array_equal(unpack(Pp), P)
+    for a in range(6):
+        for b in range(6):
+            assert np.array_equal(Pp[:, TRI[a, b]], P[:, a, b])
+            if a <= b:
+                assert TRI[a, b] == tri(a, b)
+    assert np.array_equal(Pp[:, :6], P[:, 0, :])  # the first row, as is
+    with pytest.raises(ValueError, match="symmetric"):
+        pack(P + np.triu(np.full((6, 6), 1e-9), 1), check_symmetric=True)
+    t = TrackTable(8)
+    s = t.alloc(5)
+    t.set_covariance(s, P)
+    assert np.array_equal(t.covariance(s), P) and np.array_equal(t.P[s], Pp)
 
 
 def test_imm_side_table_rows_follow_the_tracks():
@@ -76,7 +106,7 @@ def test_snapshot_round_trip():
     t = TrackTable(4)
     s = t.alloc(7)
     t.x[s] = rng.normal(size=(7, 6))
-    t.P[s] = np.eye(6) * rng.uniform(1, 2, size=(7, 1, 1))
+    t.set_covariance(s, np.eye(6) * rng.uniform(1, 2, size=(7, 1, 1)))
     t.ident[s[2]] = b"icao:4ca1fa"
     t.cls[s] = CLS_SURFACE
     t.cls[s[4]] = CLS_AIR
@@ -98,6 +128,14 @@ def test_snapshot_round_trip():
         TrackTable.from_arrays(bad)
     with pytest.raises(ValueError, match="shape"):
         TrackTable.from_arrays(dict(d, x=np.zeros((2, 6))))
+    # Snapshots carry full covariances (the layout before packing): they restore exactly, and
+    # one that is not symmetric is refused rather than silently halved.
+    assert np.asarray(d["P"]).shape == (5, 6, 6)
+    assert np.array_equal(u.covariance(np.arange(5)), t.covariance(keep))
+    skew = np.array(d["P"])
+    skew[1, 0, 3] += 1.0
+    with pytest.raises(ValueError, match="symmetric"):
+        TrackTable.from_arrays(dict(d, P=skew))
 
 
 def test_config_defaults_and_validation():

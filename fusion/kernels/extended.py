@@ -24,10 +24,12 @@ import numpy as np
 from fusion.geo import aer_jacobian_into, aer_of, wrap_angle
 from fusion.jit import njit
 from fusion.kernels.kalman import (
+    PF_SLOT,
     joseph_position_jacobian_row,
     joseph_select_row,
     new_workspace,
 )
+from fusion.kernels.packed import pack, pack_row_into, unpack_row_into
 
 __all__ = [
     "MEAS_POS",
@@ -45,8 +47,8 @@ __all__ = [
 
 MEAS_POS, MEAS_POLAR, MEAS_BEARING, MEAS_POS_VEL = 0, 1, 2, 3
 
-# Workspace slots used here (kalman.py uses 0-5 and 8-9 inside its helpers; 6 and 7 are free
-# for the caller's H and y).
+# Workspace slots used here (kalman.py uses 0-5 and 8-9 inside its helpers and 10, PF_SLOT, for a
+# batched kernel's unpacked covariance; 6 and 7 are free for the caller's H and y).
 _H_SLOT, _Y_SLOT = 6, 7
 
 
@@ -178,7 +180,8 @@ def update_measurements(
 ) -> int:
     """(Extended) Kalman update, Joseph form, of track rows with measurements of one kind.
 
-    x (N, 6), P (N, 6, 6) float64: updated in place at ``rows``.
+    x (N, 6), P (N, 21) float64 (packed, `fusion.kernels.packed`): updated in place at
+    ``rows``.
     rows (k,) int64 track rows; cols (k,) int64 measurement indices into z (M, m) and
     R (M, m, m): the kind's units (MEAS_POS: ENU m; MEAS_POS_VEL: ENU m and m/s; MEAS_POLAR:
     range_m, az_rad, el_rad; MEAS_BEARING: az_rad or az_rad, el_rad). M (3, 3), c (3,): the
@@ -188,11 +191,14 @@ def update_measurements(
     number of pairs applied.
     """
     work = new_workspace()
+    Pf = work[PF_SLOT]
     applied = 0
     for k in range(rows.shape[0]):
         r = rows[k]
         j = cols[k]
-        d2[k], _, _ = update_row(kind, x[r], P[r], z[j], R[j], M, c, work)
+        unpack_row_into(P[r], Pf)
+        d2[k], _, _ = update_row(kind, x[r], Pf, z[j], R[j], M, c, work)
+        pack_row_into(Pf, P[r])
         if d2[k] < math.inf:
             applied += 1
     return applied
@@ -239,7 +245,7 @@ def update_bearing(
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel here on tiny arrays of the real dtypes."""
     x = np.array([[1000.0, 1000.0, 100.0, 0.0, 0.0, 0.0]])
-    P = np.eye(6)[None].copy()
+    P = pack(np.eye(6)[None])
     rows = np.zeros(1, dtype=np.int64)
     M, c = np.eye(3), np.zeros(3)
     d2 = np.empty(1)

@@ -39,6 +39,7 @@ import numpy as np
 
 from fusion.geo import aer_jacobian_into, aer_of, wrap_angle
 from fusion.jit import njit
+from fusion.kernels.packed import tri
 
 MODE_POS, MODE_POLAR, MODE_BEARING = 0, 1, 2
 
@@ -63,17 +64,14 @@ def _ident_forbidden(tw, i, dw, j):
 
 @njit
 def predict_pos_into(x, P, i, dt_s, q_h, q_v, p, Pp):
-    """Position (3,) and its covariance (3, 3) of track row i, dt_s after its state time."""
+    """Position (3,) and its covariance (3, 3) of track row i (P (N, 21) packed), dt_s after
+    its state time."""
     adt = abs(dt_s)
     q3 = adt * adt * adt / 3.0
     for a in range(3):
         p[a] = x[i, a] + dt_s * x[i, 3 + a]
         for b in range(3):
-            Pp[a, b] = (
-                P[i, a, b]
-                + dt_s * (P[i, a, 3 + b] + P[i, 3 + a, b])
-                + dt_s * dt_s * P[i, 3 + a, 3 + b]
-            )
+            Pp[a, b] = _pp(P, i, a, b, dt_s)
     Pp[0, 0] += q_h * q3
     Pp[1, 1] += q_h * q3
     Pp[2, 2] += q_v * q3
@@ -81,11 +79,12 @@ def predict_pos_into(x, P, i, dt_s, q_h, q_v, p, Pp):
 
 @njit
 def pos_trace(P, i, dt_s, q_h, q_v):
-    """Trace of the position block of track row i's covariance predicted dt_s ahead (CV),
-    as `predict_pos_into` would give it, in scalars."""
-    t_pp = P[i, 0, 0] + P[i, 1, 1] + P[i, 2, 2]
-    t_pv = P[i, 0, 3] + P[i, 1, 4] + P[i, 2, 5] + P[i, 3, 0] + P[i, 4, 1] + P[i, 5, 2]
-    t_vv = P[i, 3, 3] + P[i, 4, 4] + P[i, 5, 5]
+    """Trace of the position block of track row i's covariance (P (N, 21) packed) predicted
+    dt_s ahead (CV), as `predict_pos_into` would give it, in scalars."""
+    t_pp = P[i, 0] + P[i, 6] + P[i, 11]
+    # The two position-velocity blocks are each other's transpose: the same three values twice.
+    t_pv = P[i, 3] + P[i, 9] + P[i, 14] + P[i, 3] + P[i, 9] + P[i, 14]
+    t_vv = P[i, 15] + P[i, 18] + P[i, 20]
     adt = abs(dt_s)
     return t_pp + dt_s * t_pv + dt_s * dt_s * t_vv + (2.0 * q_h + q_v) * adt * adt * adt / 3.0
 
@@ -187,9 +186,17 @@ def _d2_state(i, si, mode, xs, Ps, ts, q_h, q_v, z, R, det_t, m, M, c, j, w):
     return mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
 
 
-@njit
+@njit(inline="always")
 def _pp(P, r, a, b, dt):
-    return P[r, a, b] + dt * (P[r, a, 3 + b] + P[r, 3 + a, b]) + dt * dt * P[r, 3 + a, 3 + b]
+    """Element (a, b) of the position block of packed row r's covariance predicted dt ahead
+    (without the process noise): P_ab + dt (P_a,3+b + P_3+a,b) + dt^2 P_3+a,3+b."""
+    lo = min(a, b)
+    hi = max(a, b)
+    return (
+        P[r, tri(lo, hi)]
+        + dt * (P[r, tri(a, 3 + b)] + P[r, tri(b, 3 + a)])
+        + dt * dt * P[r, tri(3 + lo, 3 + hi)]
+    )
 
 
 @njit
@@ -308,9 +315,10 @@ def gate_pairs(
 ):
     """Gated (track, detection) pairs of one batch; returns the number of pairs found.
 
-    rows (nt,) int64: table rows of the tracks to gate; x, P, t_s: the table's arrays.
+    rows (nt,) int64: table rows of the tracks to gate; x, P (N, 21) packed, t_s: the table's
+    arrays.
     alt0, altn (nt,) int64: when altn[i] > 0, track i is gated from rows alt0[i] ..
-    alt0[i] + altn[i] - 1 of xa (k, 6), Pa (k, 6, 6), ta (k,) instead of the table (an IMM
+    alt0[i] + altn[i] - 1 of xa (k, 6), Pa (k, 21) packed, ta (k,) instead of the table (an IMM
     track's mode predictions), with the smallest distance kept. q_h, q_v, gate2 (nt,):
     per-track process noise and chi-square threshold for this measurement's dimension.
     z (nd, m), R (nd, m, m), det_t (nd,): the detections as measured; det_pos (nd, 3): their
@@ -631,7 +639,7 @@ def gate(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run `gate_pairs`, growing the output until it fits; returns (pair_t, pair_d, d2).
 
-    `alt` = (alt0 (nt,), altn (nt,), xa (k, 6), Pa (k, 6, 6), ta (k,)): states to gate some
+    `alt` = (alt0 (nt,), altn (nt,), xa (k, 6), Pa (k, 21), ta (k,)): states to gate some
     tracks from instead of the table's (see `gate_pairs`); None gates every track from the
     table.
     """
@@ -639,7 +647,7 @@ def gate(
         raise ValueError(f"cell_m must be > 0, got {cell_m}")
     if alt is None:
         none = np.zeros(rows.shape[0], np.int64)
-        alt = (none, none, np.zeros((0, 6)), np.zeros((0, 6, 6)), np.zeros(0))
+        alt = (none, none, np.zeros((0, 6)), np.zeros((0, 21)), np.zeros(0))
     cap = max(64, 4 * (rows.shape[0] + z.shape[0]))
     fast = mode == MODE_POS and not np.any(alt[1])
     while True:

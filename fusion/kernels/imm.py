@@ -1,6 +1,6 @@
 """Interacting Multiple Model (IMM) kernels, batched over tracks.
 
-Each IMM track carries r mode-conditioned estimates ``xm[s, j]`` (6,), ``Pm[s, j]`` (6, 6) in
+Each IMM track carries r mode-conditioned estimates ``xm[s, j]`` (6,), ``Pm[s, j]`` (21,) in
 a side table (row ``s`` of it), mode probabilities ``mu[t]`` (r,) and the combined
 (moment-matched) estimate ``x[t]``, ``P[t]`` in the main track arrays (row ``t``), which is what
 gating, the picture and the rules read. ``rows`` index the track arrays and ``mrows`` the side
@@ -15,7 +15,8 @@ Cycle (Blom and Bar-Shalom): ``imm_predict`` mixes (predicted mode probabilities
 stores ``cbar`` as ``mu`` and the combination as ``x``, ``P``; ``imm_update`` updates every
 model with the same measurement (any kind of ``fusion.kernels.extended``), sets
 ``mu ∝ mu * likelihood`` (in log space, so tiny likelihoods do not underflow to a 0/0) and
-recombines. Every covariance written is exactly symmetric.
+recombines. Every covariance written is exactly symmetric, and every covariance array here is
+packed as its upper triangle (`fusion.kernels.packed`): ``P`` (N, 21), ``Pm`` (K, r, 21).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 
 from fusion.jit import njit
 from fusion.kernels.extended import linearize_row, update_row
-from fusion.kernels.kalman import LOG_2PI, gate_row, new_workspace, predict_model_row
+from fusion.kernels.kalman import LOG_2PI, PF_SLOT, gate_row, new_workspace, predict_model_row
+from fusion.kernels.packed import pack, pack_row_into, unpack_row_into
 
 __all__ = ["imm_init", "imm_predict", "imm_update", "imm_combine_row", "warm_up"]
 
@@ -38,22 +40,22 @@ def imm_combine_row(
     mu: np.ndarray, xm: np.ndarray, Pm: np.ndarray, x: np.ndarray, P: np.ndarray
 ) -> None:
     """Moment-matched combination of one track's modes: x = sum mu_j x_j, P = sum mu_j (P_j +
-    (x_j - x)(x_j - x)^T). mu (r,), xm (r, 6), Pm (r, 6, 6) in; x (6,), P (6, 6) written."""
+    (x_j - x)(x_j - x)^T). mu (r,), xm (r, 6), Pm (r, 21) packed in; x (6,), P (21,) packed
+    written."""
     r = mu.shape[0]
     for a in range(6):
         s = 0.0
         for j in range(r):
             s += mu[j] * xm[j, a]
         x[a] = s
+    k = 0
     for a in range(6):
         for b in range(a, 6):
             s = 0.0
             for j in range(r):
-                s += mu[j] * (Pm[j, a, b] + (xm[j, a] - x[a]) * (xm[j, b] - x[b]))
-            P[a, b] = s
-    for a in range(6):
-        for b in range(a):
-            P[a, b] = P[b, a]
+                s += mu[j] * (Pm[j, k] + (xm[j, a] - x[a]) * (xm[j, b] - x[b]))
+            P[k] = s
+            k += 1
 
 
 @njit
@@ -69,7 +71,7 @@ def imm_init(
 ) -> None:
     """Start the IMM of new tracks: every mode takes the track's x, P; mu takes ``mu0``.
 
-    x (N, 6), P (N, 6, 6), mu (N, r) at ``rows`` (k,) int64; xm (K, r, 6), Pm (K, r, 6, 6) at
+    x (N, 6), P (N, 21), mu (N, r) at ``rows`` (k,) int64; xm (K, r, 6), Pm (K, r, 21) at
     ``mrows`` (k,) int64; mu0 (r,). x and P are not changed (the combination of identical
     modes is the track itself).
     """
@@ -81,8 +83,8 @@ def imm_init(
             mu[t, j] = mu0[j]
             for a in range(6):
                 xm[s, j, a] = x[t, a]
-                for b in range(6):
-                    Pm[s, j, a, b] = P[t, a, b]
+            for a in range(P.shape[1]):
+                Pm[s, j, a] = P[t, a]
 
 
 @njit
@@ -102,18 +104,19 @@ def imm_predict(
 ) -> None:
     """IMM mixing and prediction of the selected tracks, in place.
 
-    Track arrays x (N, 6), P (N, 6, 6), mu (N, r) float64 at ``rows`` (k,) int64; mode
-    arrays xm (K, r, 6), Pm (K, r, 6, 6) float64 at ``mrows`` (k,) int64; dt_s (k,) seconds.
+    Track arrays x (N, 6), P (N, 21), mu (N, r) float64 at ``rows`` (k,) int64; mode
+    arrays xm (K, r, 6), Pm (K, r, 21) float64 at ``mrows`` (k,) int64; dt_s (k,) seconds.
     Models: omega_rad_s, q_h, q_v (r,) float64; trans (r, r) float64, rows summing to 1.
     Writes the predicted modes into xm, Pm, the predicted mode probabilities into mu and their
     combination into x, P. One call is one Markov step, whatever dt_s is.
     """
     r = mu.shape[1]
     work = new_workspace()
+    Pf = work[PF_SLOT]
     cbar = np.empty(r)
     w = np.empty((r, r))
     xmix = np.empty((r, 6))
-    Pmix = np.empty((r, 6, 6))
+    Pmix = np.empty((r, 21))
     for i in range(rows.shape[0]):
         t = rows[i]
         s = mrows[i]
@@ -137,21 +140,22 @@ def imm_predict(
                 for k in range(r):
                     v += w[k, j] * xm[s, k, a]
                 xmix[j, a] = v
+            e = 0
             for a in range(6):
                 for b in range(a, 6):
                     v = 0.0
                     for k in range(r):
                         v += w[k, j] * (
-                            Pm[s, k, a, b] + (xm[s, k, a] - xmix[j, a]) * (xm[s, k, b] - xmix[j, b])
+                            Pm[s, k, e] + (xm[s, k, a] - xmix[j, a]) * (xm[s, k, b] - xmix[j, b])
                         )
-                    Pmix[j, a, b] = v
-                    Pmix[j, b, a] = v
+                    Pmix[j, e] = v
+                    e += 1
         for j in range(r):
             for a in range(6):
                 xm[s, j, a] = xmix[j, a]
-                for b in range(6):
-                    Pm[s, j, a, b] = Pmix[j, a, b]
-            predict_model_row(xm[s, j], Pm[s, j], dt_s[i], omega_rad_s[j], q_h[j], q_v[j], work)
+            unpack_row_into(Pmix[j], Pf)
+            predict_model_row(xm[s, j], Pf, dt_s[i], omega_rad_s[j], q_h[j], q_v[j], work)
+            pack_row_into(Pf, Pm[s, j])
         for j in range(r):
             mu[t, j] = cbar[j]
         imm_combine_row(mu[t], xm[s], Pm[s], x[t], P[t])
@@ -186,6 +190,7 @@ def imm_update(
     """
     r = mu.shape[1]
     work = new_workspace()
+    Pf = work[PF_SLOT]
     H = work[_H_SLOT]
     y = work[_Y_SLOT, 0]
     loglik = np.empty(r)
@@ -198,10 +203,13 @@ def imm_update(
         if m < 0:
             d2[i] = math.inf
             continue
-        d2_comb, _ = gate_row(P[t], H, y, R[j_meas], m, work)
+        unpack_row_into(P[t], Pf)
+        d2_comb, _ = gate_row(Pf, H, y, R[j_meas], m, work)
         best = -math.inf
         for j in range(r):
-            d2j, logdet, _ = update_row(kind, xm[s, j], Pm[s, j], z[j_meas], R[j_meas], M, c, work)
+            unpack_row_into(Pm[s, j], Pf)
+            d2j, logdet, _ = update_row(kind, xm[s, j], Pf, z[j_meas], R[j_meas], M, c, work)
+            pack_row_into(Pf, Pm[s, j])
             if d2j < math.inf:
                 loglik[j] = -0.5 * (d2j + logdet + m * LOG_2PI)
             else:
@@ -230,9 +238,9 @@ def warm_up(r: int = 3) -> None:
     from fusion.kernels.extended import MEAS_BEARING, MEAS_POLAR, MEAS_POS, MEAS_POS_VEL
 
     x = np.array([[1000.0, 1000.0, 100.0, 0.0, 0.0, 0.0]])
-    P = np.eye(6)[None].copy()
+    P = pack(np.eye(6)[None])
     mu = np.zeros((1, r))
-    xm, Pm = np.zeros((1, r, 6)), np.zeros((1, r, 6, 6))
+    xm, Pm = np.zeros((1, r, 6)), np.zeros((1, r, 21))
     rows = np.zeros(1, dtype=np.int64)
     mu0 = np.full(r, 1.0 / r)
     imm_init(x, P, mu, xm, Pm, rows, rows, mu0)

@@ -1,7 +1,11 @@
 """Batched linear Kalman kernels over the TrackTable's arrays: predict, gate, Joseph update.
 
-Everything works in place on the track arrays ``x`` (N, 6) float64 and ``P`` (N, 6, 6)
-float64, over the rows named by an int64 index array, so the tracker never copies tracks out.
+The batched kernels work in place on the track arrays ``x`` (N, 6) float64 and ``P`` (N, 21)
+float64, each row of P a covariance packed as its upper triangle (`fusion.kernels.packed`),
+over the rows named by an int64 index array, so the tracker never copies tracks out. The
+per-row helpers take a full (6, 6) P; the batched kernels unpack a row into workspace
+scratch, run them, and pack the result back (lossless: every helper leaves P exactly
+symmetric).
 Measurements are in theatre ENU (position in m, velocity in m/s). Updates use the Joseph form
 ``P = (I - K H) P (I - K H)^T + K R K^T`` and mirror the upper triangle, so P stays exactly
 symmetric and positive definite. A measurement whose innovation covariance S is not positive
@@ -21,13 +25,16 @@ import math
 import numpy as np
 
 from fusion.jit import njit
+from fusion.kernels.packed import pack, pack_row_into, tri, unpack_row_into
 from fusion.models import ct_predict_into, cv_predict_into
 
 __all__ = [
     "LOG_2PI",
+    "PF_SLOT",
     "new_workspace",
     "predict_cv_row",
     "predict_model_row",
+    "cv_predict_packed",
     "joseph_update_row",
     "joseph_update_row_any",
     "joseph_select_row",
@@ -47,14 +54,16 @@ __all__ = [
 
 LOG_2PI = math.log(2.0 * math.pi)
 
-# Workspace slots of the (10, 6, 6) scratch array (see new_workspace).
-_PHT, _L, _K, _A, _AP, _KR, _H, _R, _VEC, _F = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9
+# Workspace slots of the (11, 6, 6) scratch array (see new_workspace); _PF holds the unpacked
+# covariance of the row a batched kernel is working on.
+_PHT, _L, _K, _A, _AP, _KR, _H, _R, _VEC, _F, _PF = 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+PF_SLOT = _PF  # for the batched kernels of the other modules
 
 
 @njit
 def new_workspace() -> np.ndarray:
-    """Scratch (10, 6, 6) float64 for the per-row helpers; one per thread, reused across rows."""
-    return np.zeros((10, 6, 6))
+    """Scratch (11, 6, 6) float64 for the per-row helpers; one per thread, reused across rows."""
+    return np.zeros((11, 6, 6))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,6 +96,34 @@ def predict_model_row(
         cv_predict_into(x, P, dt_s, q_h, q_v)
     else:
         ct_predict_into(x, P, dt_s, omega_rad_s, q_h, q_v, work[_F])
+
+
+@njit
+def cv_predict_packed(x: np.ndarray, Pp: np.ndarray, dt_s: float, q_h: float, q_v: float) -> None:
+    """``fusion.models.cv_predict_into`` on a packed covariance ``Pp`` (21,): the same
+    operations in the same order on the upper triangle it reads and writes, so bit-identical
+    to unpacking, predicting and packing, without the copies."""
+    for i in range(3):
+        x[i] += dt_s * x[i + 3]
+    dt2 = dt_s * dt_s
+    a = dt2 * dt_s / 3.0
+    b = dt2 / 2.0
+    # Position block first: it needs the old position-velocity block.
+    for i in range(3):
+        for j in range(i, 3):
+            vv = Pp[tri(i + 3, j + 3)]
+            ij = tri(i, j)
+            Pp[ij] = Pp[ij] + dt_s * (Pp[tri(j, i + 3)] + Pp[tri(i, j + 3)]) + dt2 * vv
+    # Position-velocity block (all of it: it is not symmetric by itself).
+    for i in range(3):
+        for j in range(3):
+            ij = tri(i, j + 3)
+            Pp[ij] = Pp[ij] + dt_s * Pp[tri(min(i, j) + 3, max(i, j) + 3)]
+    for k in range(3):
+        q = q_v if k == 2 else q_h
+        Pp[tri(k, k)] += q * a
+        Pp[tri(k, k + 3)] += q * b
+        Pp[tri(k + 3, k + 3)] += q * dt_s
 
 
 @njit
@@ -442,13 +479,13 @@ def predict(
 ) -> None:
     """CV predict of the selected tracks, in place.
 
-    x (N, 6) float64, P (N, 6, 6) float64: modified in place at ``rows``.
+    x (N, 6) float64, P (N, 21) float64 packed: modified in place at ``rows``.
     rows (k,) int64: track rows to predict. dt_s (k,) float64: seconds to advance each row.
     q_h, q_v: white-acceleration intensities (m^2/s^3), horizontal and vertical.
     """
     for i in range(rows.shape[0]):
         r = rows[i]
-        cv_predict_into(x[r], P[r], dt_s[i], q_h, q_v)
+        cv_predict_packed(x[r], P[r], dt_s[i], q_h, q_v)
 
 
 @njit
@@ -463,7 +500,7 @@ def predict_per_row(
     """As ``predict`` with per-row noise: q_h, q_v (k,) float64 aligned with ``rows``."""
     for i in range(rows.shape[0]):
         r = rows[i]
-        cv_predict_into(x[r], P[r], dt_s[i], q_h[i], q_v[i])
+        cv_predict_packed(x[r], P[r], dt_s[i], q_h[i], q_v[i])
 
 
 @njit
@@ -481,9 +518,12 @@ def predict_model(
     Shapes as in ``predict``; omega_rad_s is the turn rate, counter-clockwise positive.
     """
     work = new_workspace()
+    Pf = work[_PF]
     for i in range(rows.shape[0]):
         r = rows[i]
-        predict_model_row(x[r], P[r], dt_s[i], omega_rad_s, q_h, q_v, work)
+        unpack_row_into(P[r], Pf)
+        predict_model_row(x[r], Pf, dt_s[i], omega_rad_s, q_h, q_v, work)
+        pack_row_into(Pf, P[r])
 
 
 @njit
@@ -498,7 +538,7 @@ def position_d2(
 ) -> None:
     """Squared Mahalanobis distance of position measurements to tracks, for gating.
 
-    For each pair k: track ``rows[k]`` (int64 into x (N, 6), P (N, 6, 6)) and measurement
+    For each pair k: track ``rows[k]`` (int64 into x (N, 6), P (N, 21) packed) and measurement
     ``cols[k]`` (int64 into z (M, 3) ENU metres and R (M, 3, 3)); writes ``d2[k]`` (float64,
     inf when S = P_pos + R is not positive definite). Reads only; nothing else is written.
     """
@@ -507,12 +547,12 @@ def position_d2(
         j = cols[k]
         # S = P[:3, :3] + R, 3x3 Cholesky spelled out: gating runs on many more pairs than
         # updates, so no workspace traffic here.
-        s00 = P[r, 0, 0] + R[j, 0, 0]
-        s10 = P[r, 1, 0] + 0.5 * (R[j, 1, 0] + R[j, 0, 1])
-        s11 = P[r, 1, 1] + R[j, 1, 1]
-        s20 = P[r, 2, 0] + 0.5 * (R[j, 2, 0] + R[j, 0, 2])
-        s21 = P[r, 2, 1] + 0.5 * (R[j, 2, 1] + R[j, 1, 2])
-        s22 = P[r, 2, 2] + R[j, 2, 2]
+        s00 = P[r, 0] + R[j, 0, 0]
+        s10 = P[r, 1] + 0.5 * (R[j, 1, 0] + R[j, 0, 1])
+        s11 = P[r, 6] + R[j, 1, 1]
+        s20 = P[r, 2] + 0.5 * (R[j, 2, 0] + R[j, 0, 2])
+        s21 = P[r, 7] + 0.5 * (R[j, 2, 1] + R[j, 1, 2])
+        s22 = P[r, 11] + R[j, 2, 2]
         y0 = z[j, 0] - x[r, 0]
         y1 = z[j, 1] - x[r, 1]
         y2 = z[j, 2] - x[r, 2]
@@ -563,7 +603,7 @@ def position_innovations(
         for a in range(3):
             y[k, a] = z[j, a] - x[r, a]
             for b in range(3):
-                S[k, a, b] = P[r, a, b] + R[j, a, b]
+                S[k, a, b] = P[r, tri(min(a, b), max(a, b))] + R[j, a, b]
 
 
 @njit
@@ -578,7 +618,7 @@ def update_position(
 ) -> int:
     """Joseph-form update of tracks with ENU position measurements (H = [I3 0]), in place.
 
-    Pairs k: track ``rows[k]`` (int64 into x (N, 6), P (N, 6, 6)) takes measurement
+    Pairs k: track ``rows[k]`` (int64 into x (N, 6), P (N, 21) packed) takes measurement
     ``cols[k]`` (int64 into z (M, 3) metres, R (M, 3, 3) m^2). Pairs are applied in order (a
     row listed twice is updated sequentially). Writes ``d2[k]``, the pre-update squared
     Mahalanobis distance (inf: S not positive definite, pair skipped). Returns the number of
@@ -586,13 +626,16 @@ def update_position(
     """
     work = new_workspace()
     y = work[_VEC, 0]
+    Pf = work[_PF]
     applied = 0
     for k in range(rows.shape[0]):
         r = rows[k]
         j = cols[k]
         for a in range(3):
             y[a] = z[j, a] - x[r, a]
-        d2[k], _ = joseph_select_row(x[r], P[r], y, R[j], 3, work)
+        unpack_row_into(P[r], Pf)
+        d2[k], _ = joseph_select_row(x[r], Pf, y, R[j], 3, work)
+        pack_row_into(Pf, P[r])
         if d2[k] < math.inf:
             applied += 1
     return applied
@@ -615,13 +658,16 @@ def update_position_velocity(
     """
     work = new_workspace()
     y = work[_VEC, 0]
+    Pf = work[_PF]
     applied = 0
     for k in range(rows.shape[0]):
         r = rows[k]
         j = cols[k]
         for a in range(6):
             y[a] = z[j, a] - x[r, a]
-        d2[k], _ = joseph_select_row(x[r], P[r], y, R[j], 6, work)
+        unpack_row_into(P[r], Pf)
+        d2[k], _ = joseph_select_row(x[r], Pf, y, R[j], 6, work)
+        pack_row_into(Pf, P[r])
         if d2[k] < math.inf:
             applied += 1
     return applied
@@ -646,6 +692,7 @@ def update_linear(
     m = H.shape[0]
     work = new_workspace()
     Hw = work[_H]
+    Pf = work[_PF]
     for a in range(m):
         for b in range(6):
             Hw[a, b] = H[a, b]
@@ -659,7 +706,9 @@ def update_linear(
             for b in range(6):
                 s -= Hw[a, b] * x[r, b]
             y[a] = s
-        d2[k], _ = joseph_update_row_any(x[r], P[r], Hw, y, R[j], m, work)
+        unpack_row_into(P[r], Pf)
+        d2[k], _ = joseph_update_row_any(x[r], Pf, Hw, y, R[j], m, work)
+        pack_row_into(Pf, P[r])
         if d2[k] < math.inf:
             applied += 1
     return applied
@@ -761,13 +810,14 @@ def predict_update_pos(
     (dt clamped at 0: a late detection is taken at the state's time), Joseph update there and
     the state time advanced, for every pair in one pass (each row at most once).
 
-    x (N, 6), P (N, 6, 6), t_s (N,), cls (N,) uint8: the table's arrays, changed in place at
+    x (N, 6), P (N, 21) packed, t_s (N,), cls (N,) uint8: the table's arrays, changed in place at
     ``rows``; z (M, 3) ENU metres, R (M, 3, 3); q_h, q_v (n_classes,) per class noise. The
     same arithmetic as ``predict_per_row`` then ``update_position`` (bit-identical). Returns
     the number of pairs applied (a pair whose S is not positive definite is only predicted).
     """
     work = new_workspace()
     y = work[_VEC, 0]
+    Pf = work[_PF]
     applied = 0
     for k in range(rows.shape[0]):
         r = rows[k]
@@ -775,12 +825,13 @@ def predict_update_pos(
         dt = max(t[j] - t_s[r], 0.0)
         c = cls[r]
         xr = x[r]
-        Pr = P[r]
-        cv_predict_into(xr, Pr, dt, q_h[c], q_v[c])
+        unpack_row_into(P[r], Pf)
+        cv_predict_into(xr, Pf, dt, q_h[c], q_v[c])
         for a in range(3):
             y[a] = z[j, a] - xr[a]
-        if _joseph_pos3(xr, Pr, y, R[j], work) < math.inf:
+        if _joseph_pos3(xr, Pf, y, R[j], work) < math.inf:
             applied += 1
+        pack_row_into(Pf, P[r])
         t_s[r] = max(t[j], t_s[r])
     return applied
 
@@ -788,7 +839,7 @@ def predict_update_pos(
 def warm_up() -> None:
     """Compile (or load from numba's cache) every kernel here on tiny arrays of the real dtypes."""
     x = np.zeros((1, 6))
-    P = np.eye(6)[None].copy()
+    P = pack(np.eye(6)[None])
     rows = np.zeros(1, dtype=np.int64)
     dt = np.ones(1)
     z3, R3 = np.zeros((1, 3)), np.eye(3)[None].copy()

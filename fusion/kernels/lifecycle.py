@@ -24,6 +24,7 @@ import numpy as np
 
 from fusion.jit import njit
 from fusion.kernels.gating import pos_trace
+from fusion.kernels.packed import tri
 
 FREE, TENTATIVE, CONFIRMED, COASTING = 0, 1, 2, 3
 
@@ -137,7 +138,8 @@ def initiate(
     hits,
     cls,
 ):
-    """First state of new tracks: slots[k] from detection det[k].
+    """First state of new tracks: slots[k] from detection det[k], into the table's x (N, 6)
+    and packed P (N, 21).
 
     pos (n, 3), R_pos (n, 3, 3): theatre ENU position and covariance of every detection; vel,
     R_vel: reported velocity and its covariance (read only where has_vel); otherwise the
@@ -150,22 +152,22 @@ def initiate(
         c = cls_det[j]
         for a in range(6):
             x[r, a] = 0.0
-            for b in range(6):
-                P[r, a, b] = 0.0
+        for a in range(P.shape[1]):
+            P[r, a] = 0.0
         for a in range(3):
             x[r, a] = pos[j, a]
-            for b in range(3):
-                P[r, a, b] = 0.5 * (R_pos[j, a, b] + R_pos[j, b, a])
+            for b in range(a, 3):
+                P[r, tri(a, b)] = 0.5 * (R_pos[j, a, b] + R_pos[j, b, a])
         if has_vel:
             for a in range(3):
                 x[r, 3 + a] = vel[j, a]
-                for b in range(3):
-                    P[r, 3 + a, 3 + b] = 0.5 * (R_vel[j, a, b] + R_vel[j, b, a])
+                for b in range(a, 3):
+                    P[r, tri(3 + a, 3 + b)] = 0.5 * (R_vel[j, a, b] + R_vel[j, b, a])
         else:
             s = init_vel_sigma[c]
-            P[r, 3, 3] = s * s
-            P[r, 4, 4] = s * s
-            P[r, 5, 5] = (0.2 * s) * (0.2 * s)
+            P[r, tri(3, 3)] = s * s
+            P[r, tri(4, 4)] = s * s
+            P[r, tri(5, 5)] = (0.2 * s) * (0.2 * s)
         t_s[r] = t[j]
         t0_s[r] = t[j]
         status[r] = TENTATIVE

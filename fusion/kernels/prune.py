@@ -25,6 +25,7 @@ import numpy as np
 
 from fusion.jit import njit
 from fusion.kernels.lifecycle import COASTING, CONFIRMED, FREE, TENTATIVE, deletion_mask
+from fusion.kernels.packed import unpack_row_into
 from fusion.models import cv_predict_into
 
 
@@ -69,7 +70,8 @@ def duplicate_pairs(
 ):
     """Pairs (a, b) of table rows among `rows` (ascending) that look like one target.
 
-    Each track is predicted (CV, its class's process noise; nothing written back) to
+    x (N, 6), P (N, 21) packed: the table's states. Each track is predicted (CV, its class's
+    process noise; nothing written back) to
     t_ref_s (or kept at its own time if later); a pair qualifies when the horizontal distance
     is under sep_max_m and the 6-D state difference's Mahalanobis square under the sum of the
     two covariances is under d2_max. Both tracks must move (horizontal speed of at least
@@ -165,8 +167,7 @@ def duplicate_pairs(
                         ru = rows[u]
                         for i in range(6):
                             xs[u, i] = x[ru, i]
-                            for jj in range(6):
-                                Ps[u, i, jj] = P[ru, i, jj]
+                        unpack_row_into(P[ru], Ps[u])
                         c = cls[ru]
                         cv_predict_into(xs[u], Ps[u], dts[u], q_h[c], q_v[c])
                         done[u] = True

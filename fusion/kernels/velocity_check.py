@@ -19,6 +19,7 @@ import math
 import numpy as np
 
 from fusion.jit import njit
+from fusion.kernels.packed import tri
 
 IGNORED_VEL_VAR = 1e12  # (m/s)^2: a velocity with this variance carries no information
 
@@ -26,7 +27,8 @@ IGNORED_VEL_VAR = 1e12  # (m/s)^2: a velocity with this variance carries no info
 @njit
 def discount_stale_velocity(rows, cols, t, x, P, t_s, cls, q_h, q_v, z, R, d2_max):
     """For each pair (rows[k], cols[k]): if the reported velocity z[j, 3:6] (covariance
-    R[j, 3:6, 3:6]) differs from the track's velocity predicted to t[j] by a Mahalanobis
+    R[j, 3:6, 3:6]) differs from the track's velocity (x (N, 6), P (N, 21) packed) predicted
+    to t[j] by a Mahalanobis
     square above d2_max, R[j, 3:6, 3:6] becomes IGNORED_VEL_VAR * I (in place). The track's
     velocity covariance is predicted with its class's white-acceleration noise (q * dt per
     axis), which is exact for the velocity block of the CV model. Returns the count."""
@@ -41,7 +43,7 @@ def discount_stale_velocity(rows, cols, t, x, P, t_s, cls, q_h, q_v, z, R, d2_ma
         for a in range(3):
             y[a] = z[j, 3 + a] - x[r, 3 + a]
             for b in range(3):
-                S[a, b] = P[r, 3 + a, 3 + b] + R[j, 3 + a, 3 + b]
+                S[a, b] = P[r, tri(3 + min(a, b), 3 + max(a, b))] + R[j, 3 + a, 3 + b]
         S[0, 0] += q_h[c] * dt
         S[1, 1] += q_h[c] * dt
         S[2, 2] += q_v[c] * dt

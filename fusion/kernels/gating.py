@@ -45,6 +45,9 @@ MODE_POS, MODE_POLAR, MODE_BEARING = 0, 1, 2
 
 _KEY_OFFSET = 1 << 30
 _KEY_ROW = 1 << 31
+# Relative slack of the exact bounds that skip work (the trace bound of `_d2_pos`, the search
+# box of `gate_pairs_pos`): they must never drop a pair the full test keeps, rounding included.
+_BOUND_SLACK = 1.0 + 1e-9
 
 
 def ident_words(ident: np.ndarray) -> np.ndarray:
@@ -180,7 +183,7 @@ def _d2_state(i, si, mode, xs, Ps, ts, q_h, q_v, z, R, det_t, m, M, c, j, w):
     # A detection older than the track's state is taken at the state's time (see tracker).
     dt = max(det_t[j] - ts[si], 0.0)
     if mode == MODE_POS:
-        return _d2_pos(xs, Ps, si, dt, q_h[i], q_v[i], z, R, j)
+        return _d2_pos(xs, Ps, si, dt, q_h[i], q_v[i], z, R, j, math.inf)
     p, Pp, y, S, H, J, L = w
     predict_pos_into(xs, Ps, si, dt, q_h[i], q_v[i], p, Pp)
     return mahalanobis2(mode, p, Pp, z, R, j, m, M, c, y, S, H, J, L)
@@ -200,19 +203,27 @@ def _pp(P, r, a, b, dt):
 
 
 @njit
-def _d2_pos(x, P, r, dt, q_h, q_v, z, R, j):
+def _d2_pos(x, P, r, dt, q_h, q_v, z, R, j, gate2):
     """The position case of `mahalanobis2` after `predict_pos_into`, in scalars: it runs on
-    every candidate pair, so no scratch arrays and a 3x3 Cholesky spelled out."""
+    every candidate pair, so no scratch arrays and a 3x3 Cholesky spelled out.
+
+    A pair that cannot be inside the gate gate2 (pass inf for none) returns inf without the
+    Cholesky: d2 >= |y|^2 / lambda_max(S) >= |y|^2 / tr(S), so |y|^2 > gate2 tr(S) means
+    d2 > gate2 (with a relative margin of 1e-9 against rounding, so no pair the full
+    computation would keep is ever dropped). Most candidates of a wide gate end here."""
     q3 = dt * dt * dt / 3.0
     s00 = _pp(P, r, 0, 0, dt) + q_h * q3 + R[j, 0, 0]
     s11 = _pp(P, r, 1, 1, dt) + q_h * q3 + R[j, 1, 1]
     s22 = _pp(P, r, 2, 2, dt) + q_v * q3 + R[j, 2, 2]
-    s10 = _pp(P, r, 1, 0, dt) + R[j, 1, 0]
-    s20 = _pp(P, r, 2, 0, dt) + R[j, 2, 0]
-    s21 = _pp(P, r, 2, 1, dt) + R[j, 2, 1]
     y0 = z[j, 0] - (x[r, 0] + dt * x[r, 3])
     y1 = z[j, 1] - (x[r, 1] + dt * x[r, 4])
     y2 = z[j, 2] - (x[r, 2] + dt * x[r, 5])
+    tr = s00 + s11 + s22
+    if tr > 0.0 and y0 * y0 + y1 * y1 + y2 * y2 > gate2 * tr * _BOUND_SLACK:
+        return math.inf
+    s10 = _pp(P, r, 1, 0, dt) + R[j, 1, 0]
+    s20 = _pp(P, r, 2, 0, dt) + R[j, 2, 0]
+    s21 = _pp(P, r, 2, 1, dt) + R[j, 2, 1]
     if s00 <= 0.0:
         return -1.0
     l00 = math.sqrt(s00)
@@ -570,12 +581,18 @@ def gate_pairs_pos(
         ti = rows[i]
         dt_a = max(t_lo - t_s[ti], 0.0)
         dt_b = max(t_hi - t_s[ti], 0.0)
-        tr_pp = max(pos_trace(P, ti, dt_a, q_h[i], q_v[i]), pos_trace(P, ti, dt_b, q_h[i], q_v[i]))
-        vh = math.hypot(x[ti, 3], x[ti, 4])
+        tr_pp = pos_trace(P, ti, dt_a, q_h[i], q_v[i])
+        if dt_b != dt_a:  # a batch of one time (a scan) needs one
+            tr_pp = max(tr_pp, pos_trace(P, ti, dt_b, q_h[i], q_v[i]))
+        vh = math.sqrt(x[ti, 3] * x[ti, 3] + x[ti, 4] * x[ti, 4])
         radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
         dt_mid = 0.5 * (dt_a + dt_b)
         e0 = x[ti, 0] + dt_mid * x[ti, 3]
         n0 = x[ti, 1] + dt_mid * x[ti, 4]
+        # Every pair in the gate lies within `radius` of (e0, n0) on each axis (the bound the
+        # cells are chosen by): candidates of the cells' corners, or of a brute-force scan,
+        # outside it are skipped before any arithmetic.
+        box = radius * _BOUND_SLACK + 1e-6
         ix_lo = int(math.floor((e0 - radius) / cell_m))
         ix_hi = int(math.floor((e0 + radius) / cell_m))
         iy_lo = int(math.floor((n0 - radius) / cell_m))
@@ -601,10 +618,12 @@ def gate_pairs_pos(
                 a = _lower_bound(skeys, base + iy_lo)
                 b = _lower_bound(skeys, base + iy_hi + 1)
             for q in range(a, b):
+                if abs(zs[q, 0] - e0) > box or abs(zs[q, 1] - n0) > box:
+                    continue
                 if _ident_forbidden(tw, ti, dws, q):
                     continue
                 dt = max(ts_d[q] - t_s[ti], 0.0)
-                d2 = _d2_pos(x, P, ti, dt, q_h[i], q_v[i], zs, Rs, q)
+                d2 = _d2_pos(x, P, ti, dt, q_h[i], q_v[i], zs, Rs, q, gate2[i])
                 if d2 >= 0.0 and d2 <= gate2[i]:
                     if n < cap:
                         out_t[n] = i

@@ -137,11 +137,14 @@ def _cholesky_in_place(S: np.ndarray, m: int) -> bool:
             return False
         d = math.sqrt(d)
         S[j, j] = d
+        # One division per column, then products: the divisions were the longest chain of
+        # the position update (the m = 3 kernel below does the same, bit for bit).
+        inv = 1.0 / d
         for i in range(j + 1, m):
             s = S[i, j]
             for k in range(j):
                 s -= S[i, k] * S[j, k]
-            S[i, j] = s / d
+            S[i, j] = s * inv
         for i in range(j):
             S[i, j] = 0.0
     return True
@@ -189,7 +192,7 @@ def _mahalanobis(L: np.ndarray, y: np.ndarray, m: int, w: np.ndarray) -> float:
         s = y[i]
         for k in range(i):
             s -= L[i, k] * w[k]
-        w[i] = s / L[i, i]
+        w[i] = s * (1.0 / L[i, i])
         d2 += w[i] * w[i]
     return d2
 
@@ -242,17 +245,20 @@ def joseph_update_row(
     if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
         return math.inf, math.inf
     # K = PHt S^-1, row by row: solve L L^T k = PHt[i, :].
+    inv = work[_VEC, 2]  # 1 / L[j, j]: one division per column, as in the Cholesky
+    for j in range(m):
+        inv[j] = 1.0 / L[j, j]
     for i in range(6):
         for j in range(m):
             s = PHt[i, j]
             for k in range(j):
                 s -= L[j, k] * K[i, k]
-            K[i, j] = s / L[j, j]
+            K[i, j] = s * inv[j]
         for j in range(m - 1, -1, -1):
             s = K[i, j]
             for k in range(j + 1, m):
                 s -= L[k, j] * K[i, k]
-            K[i, j] = s / L[j, j]
+            K[i, j] = s * inv[j]
     for i in range(6):
         s = 0.0
         for j in range(m):
@@ -320,17 +326,20 @@ def joseph_select_row(
     d2 = _mahalanobis(L, y, m, w)
     if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
         return math.inf, math.inf
+    inv = work[_VEC, 2]  # 1 / L[j, j]: one division per column, as in the Cholesky
+    for j in range(m):
+        inv[j] = 1.0 / L[j, j]
     for i in range(6):
         for j in range(m):
             s = P[i, j]
             for k in range(j):
                 s -= L[j, k] * K[i, k]
-            K[i, j] = s / L[j, j]
+            K[i, j] = s * inv[j]
         for j in range(m - 1, -1, -1):
             s = K[i, j]
             for k in range(j + 1, m):
                 s -= L[k, j] * K[i, k]
-            K[i, j] = s / L[j, j]
+            K[i, j] = s * inv[j]
     for i in range(6):
         s = 0.0
         for j in range(m):
@@ -400,17 +409,20 @@ def joseph_position_jacobian_row(
     d2 = _mahalanobis(L, y, m, w)
     if not d2 < math.inf:
         return math.inf, math.inf
+    inv = work[_VEC, 2]  # 1 / L[j, j]: one division per column, as in the Cholesky
+    for j in range(m):
+        inv[j] = 1.0 / L[j, j]
     for i in range(6):
         for j in range(m):
             s = PHt[i, j]
             for k in range(j):
                 s -= L[j, k] * K[i, k]
-            K[i, j] = s / L[j, j]
+            K[i, j] = s * inv[j]
         for j in range(m - 1, -1, -1):
             s = K[i, j]
             for k in range(j + 1, m):
                 s -= L[k, j] * K[i, k]
-            K[i, j] = s / L[j, j]
+            K[i, j] = s * inv[j]
     for i in range(6):
         s = 0.0
         for j in range(m):
@@ -715,15 +727,17 @@ def update_linear(
 
 
 @njit
-def _joseph_pos3(x: np.ndarray, P: np.ndarray, y: np.ndarray, R: np.ndarray, work: np.ndarray):
-    """``joseph_select_row`` with m = 3, in scalars where it can (the Cholesky factor, the
-    distance, each row of the gain) and with constant loop bounds elsewhere, and no log det:
-    the same operations in the same order as ``joseph_select_row`` (its Cholesky, forward
-    and back substitutions spelled out), so bit-identical x and P. Returns d2 (inf: the
-    pair is skipped, nothing changes)."""
-    K = work[_K]
-    AP = work[_AP]
-    KR = work[_KR]
+def _joseph_pos3(
+    x: np.ndarray, P: np.ndarray, Pout: np.ndarray, y: np.ndarray, R: np.ndarray, K: np.ndarray
+):
+    """``joseph_select_row`` with m = 3, in scalars where it can (the Cholesky factor and its
+    reciprocal diagonal, the distance, each row of the gain and of A P H^T) and with constant
+    loop bounds elsewhere, and no log det: the same operations in the same order as
+    ``joseph_select_row`` (its Cholesky, forward and back substitutions spelled out), so
+    bit-identical x and P. Reads the full P (6, 6); writes the updated covariance packed into
+    Pout (21,), row by row of its upper triangle, A P computed entry by entry where it is
+    needed instead of stored. K (6, 3) is scratch. Returns d2 (inf: the pair is skipped,
+    x and Pout are not written)."""
     s00 = P[0, 0] + 0.5 * (R[0, 0] + R[0, 0])
     s10 = P[0, 1] + 0.5 * (R[0, 1] + R[1, 0])
     s20 = P[0, 2] + 0.5 * (R[0, 2] + R[2, 0])
@@ -733,33 +747,36 @@ def _joseph_pos3(x: np.ndarray, P: np.ndarray, y: np.ndarray, R: np.ndarray, wor
     if not s00 > 0.0:
         return math.inf
     l00 = math.sqrt(s00)
-    l10 = s10 / l00
-    l20 = s20 / l00
+    i00 = 1.0 / l00
+    l10 = s10 * i00
+    l20 = s20 * i00
     d = s11 - l10 * l10
     if not d > 0.0:
         return math.inf
     l11 = math.sqrt(d)
-    l21 = (s21 - l20 * l10) / l11
+    i11 = 1.0 / l11
+    l21 = (s21 - l20 * l10) * i11
     d = s22 - l20 * l20 - l21 * l21
     if not d > 0.0:
         return math.inf
     l22 = math.sqrt(d)
-    w0 = y[0] / l00
+    i22 = 1.0 / l22
+    w0 = y[0] * i00
     d2 = 0.0
     d2 += w0 * w0
-    w1 = (y[1] - l10 * w0) / l11
+    w1 = (y[1] - l10 * w0) * i11
     d2 += w1 * w1
-    w2 = (y[2] - l20 * w0 - l21 * w1) / l22
+    w2 = (y[2] - l20 * w0 - l21 * w1) * i22
     d2 += w2 * w2
     if not d2 < math.inf:
         return math.inf
     for i in range(6):
-        a0 = P[i, 0] / l00
-        a1 = (P[i, 1] - l10 * a0) / l11
-        a2 = (P[i, 2] - l20 * a0 - l21 * a1) / l22
-        k2 = a2 / l22
-        k1 = (a1 - l21 * k2) / l11
-        k0 = (a0 - l10 * k1 - l20 * k2) / l00
+        a0 = P[i, 0] * i00
+        a1 = (P[i, 1] - l10 * a0) * i11
+        a2 = (P[i, 2] - l20 * a0 - l21 * a1) * i22
+        k2 = a2 * i22
+        k1 = (a1 - l21 * k2) * i11
+        k0 = (a0 - l10 * k1 - l20 * k2) * i00
         K[i, 0] = k0
         K[i, 1] = k1
         K[i, 2] = k2
@@ -768,27 +785,22 @@ def _joseph_pos3(x: np.ndarray, P: np.ndarray, y: np.ndarray, R: np.ndarray, wor
         s += k1 * y[1]
         s += k2 * y[2]
         x[i] += s
+    # P+ = A P + (K R - A P H^T) K^T with A P = P - K P[:3, :], upper triangle only.
+    e = 0
     for i in range(6):
         k0 = K[i, 0]
         k1 = K[i, 1]
         k2 = K[i, 2]
-        for j in range(6):
-            AP[i, j] = P[i, j] - k0 * P[0, j] - k1 * P[1, j] - k2 * P[2, j]
-        for j in range(3):
-            s = 0.0
-            s += k0 * R[0, j]
-            s += k1 * R[1, j]
-            s += k2 * R[2, j]
-            KR[i, j] = s - AP[i, j]
-    for i in range(6):
-        r0 = KR[i, 0]
-        r1 = KR[i, 1]
-        r2 = KR[i, 2]
+        ap0 = P[i, 0] - k0 * P[0, 0] - k1 * P[1, 0] - k2 * P[2, 0]
+        ap1 = P[i, 1] - k0 * P[0, 1] - k1 * P[1, 1] - k2 * P[2, 1]
+        ap2 = P[i, 2] - k0 * P[0, 2] - k1 * P[1, 2] - k2 * P[2, 2]
+        r0 = k0 * R[0, 0] + k1 * R[1, 0] + k2 * R[2, 0] - ap0
+        r1 = k0 * R[0, 1] + k1 * R[1, 1] + k2 * R[2, 1] - ap1
+        r2 = k0 * R[0, 2] + k1 * R[1, 2] + k2 * R[2, 2] - ap2
         for j in range(i, 6):
-            P[i, j] = AP[i, j] + r0 * K[j, 0] + r1 * K[j, 1] + r2 * K[j, 2]
-    for i in range(6):
-        for j in range(i):
-            P[i, j] = P[j, i]
+            apij = P[i, j] - k0 * P[0, j] - k1 * P[1, j] - k2 * P[2, j]
+            Pout[e] = apij + r0 * K[j, 0] + r1 * K[j, 1] + r2 * K[j, 2]
+            e += 1
     return d2
 
 
@@ -818,6 +830,7 @@ def predict_update_pos(
     work = new_workspace()
     y = work[_VEC, 0]
     Pf = work[_PF]
+    K = work[_K]
     applied = 0
     for k in range(rows.shape[0]):
         r = rows[k]
@@ -825,13 +838,14 @@ def predict_update_pos(
         dt = max(t[j] - t_s[r], 0.0)
         c = cls[r]
         xr = x[r]
-        unpack_row_into(P[r], Pf)
-        cv_predict_into(xr, Pf, dt, q_h[c], q_v[c])
+        Pr = P[r]
+        # Predict in the packed row, update from its unpacked copy back into the row.
+        cv_predict_packed(xr, Pr, dt, q_h[c], q_v[c])
+        unpack_row_into(Pr, Pf)
         for a in range(3):
             y[a] = z[j, a] - xr[a]
-        if _joseph_pos3(xr, Pf, y, R[j], work) < math.inf:
+        if _joseph_pos3(xr, Pf, Pr, y, R[j], K) < math.inf:
             applied += 1
-        pack_row_into(Pf, P[r])
         t_s[r] = max(t[j], t_s[r])
     return applied
 

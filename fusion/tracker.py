@@ -67,7 +67,7 @@ from fusion.kernels.imm import imm_predict, imm_update
 from fusion.kernels.kalman import predict_per_row, predict_update_pos
 from fusion.kernels.prune import deleted_slots
 from fusion.kernels.scan import (
-    birth_pos,
+    birth_and_delete_pos,
     new_track_dets,
     order_batch,
     scan_pos,
@@ -437,70 +437,60 @@ class Tracker:
                 )
             )
 
-        # 7. Initiate from what is left.
-        if batch.kind != KIND_BEARING:
-            dets = new_track_dets(usable, det_tr, pos, self._order_cell_m)
-            if dets.shape[0] and fused and batch.cls is None and not p["imm"][CLS_UNKNOWN]:
-                # The fused path's births: no velocity, identity or IMM class.
-                k = int(dets.shape[0])
-                if tab.capacity - tab.n_active < k:
-                    tab.grow(tab.n_active + k)
-                slots = np.empty(k, np.int64)
-                res.confirmed += int(
-                    birth_pos(
-                        dets, pos, R_pos, t, dcls, kind_bits, sensor_bit,
-                        p["init_vel_sigma_mps"], p["confirm_m"], tab.next_id, tab.id, tab.x,
-                        tab.P, tab.t_s, tab.t0_s, tab.status, tab.hist, tab.nscan, tab.misses,
-                        tab.hits, tab.cls, tab.sensors, tab.kinds, slots,
+        # 7 and 8. Initiate from what is left, then delete (fusion.kernels.lifecycle
+        # .deletion_mask and prune.tentative_timeouts).
+        if fused and batch.cls is None and not p["imm"][CLS_UNKNOWN]:
+            # The fused path's births (no velocity, identity or IMM class) and deletions in
+            # one kernel (fusion.kernels.scan.birth_and_delete_pos).
+            gone = self._birth_and_delete_pos(
+                res, usable, det_tr, pos, R_pos, t, dcls, kind_bits, sensor_bit
+            )
+        else:
+            if batch.kind != KIND_BEARING:
+                dets = new_track_dets(usable, det_tr, pos, self._order_cell_m)
+                if dets.shape[0]:
+                    slots = tab.alloc(int(dets.shape[0]))
+                    lifecycle.initiate(
+                        slots,
+                        dets,
+                        pos,
+                        R_pos,
+                        vel if vel is not None else np.zeros((n, 3)),
+                        vel_R if vel_R is not None else np.zeros((n, 3, 3)),
+                        vel is not None,
+                        t,
+                        dcls,
+                        p["init_vel_sigma_mps"],
+                        tab.x,
+                        tab.P,
+                        tab.t_s,
+                        tab.t0_s,
+                        tab.status,
+                        tab.hist,
+                        tab.nscan,
+                        tab.misses,
+                        tab.hits,
+                        tab.cls,
                     )
-                )  # fmt: skip
-                tab.next_id += k
-                tab.n_active += k
-                res.initiated = k
-            elif dets.shape[0]:
-                slots = tab.alloc(int(dets.shape[0]))
-                lifecycle.initiate(
-                    slots,
-                    dets,
-                    pos,
-                    R_pos,
-                    vel if vel is not None else np.zeros((n, 3)),
-                    vel_R if vel_R is not None else np.zeros((n, 3, 3)),
-                    vel is not None,
-                    t,
-                    dcls,
-                    p["init_vel_sigma_mps"],
-                    tab.x,
-                    tab.P,
-                    tab.t_s,
-                    tab.t0_s,
-                    tab.status,
-                    tab.hist,
-                    tab.nscan,
-                    tab.misses,
-                    tab.hits,
-                    tab.cls,
-                )
-                if cooperative:
-                    tab.ident[slots] = dident[dets]
-                tab.sensors[slots] = sensor_bit
-                tab.kinds[slots] = kind_bits[dets]
-                if batch.cls is not None or p["imm"][CLS_UNKNOWN]:
-                    self._start_imm(slots)
-                res.initiated = int(slots.shape[0])
-                res.confirmed += int(
-                    lifecycle.confirm_new(slots, tab.status, tab.cls, p["confirm_m"])
-                )
+                    if cooperative:
+                        tab.ident[slots] = dident[dets]
+                    tab.sensors[slots] = sensor_bit
+                    tab.kinds[slots] = kind_bits[dets]
+                    if batch.cls is not None or p["imm"][CLS_UNKNOWN]:
+                        self._start_imm(slots)
+                    res.initiated = int(slots.shape[0])
+                    res.confirmed += int(
+                        lifecycle.confirm_new(slots, tab.status, tab.cls, p["confirm_m"])
+                    )
 
-        # 8. Delete (fusion.kernels.lifecycle.deletion_mask and prune.tentative_timeouts).
-        gone = deleted_slots(
-            self.t_now_s, tab.x, tab.P, tab.t_s, tab.status, tab.hist, tab.nscan, tab.misses,
-            tab.cls, tab.sensors, self._miss_mask, p["confirm_m"], p["confirm_n"],
-            p["max_misses"], p["max_coast_s"], p["max_pos_sigma_m"], p["q_h_m2s3"],
-            p["q_v_m2s3"], p["tentative_coast_s"],
-        )  # fmt: skip
-        res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
-        tab.free(gone)
+            gone = deleted_slots(
+                self.t_now_s, tab.x, tab.P, tab.t_s, tab.status, tab.hist, tab.nscan, tab.misses,
+                tab.cls, tab.sensors, self._miss_mask, p["confirm_m"], p["confirm_n"],
+                p["max_misses"], p["max_coast_s"], p["max_pos_sigma_m"], p["q_h_m2s3"],
+                p["q_v_m2s3"], p["tentative_coast_s"],
+            )  # fmt: skip
+            res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
+            tab.free(gone)
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
             merged = self._pruner.check(tab, p, self.t_now_s)
             if merged.shape[0]:
@@ -536,6 +526,29 @@ class Tracker:
         res.assigned = int(rows.shape[0])
         if n_adopted:
             self._start_imm(adopted[:n_adopted])
+
+    def _birth_and_delete_pos(self, res, usable, det_tr, pos, R_pos, t, dcls, kind_bits, bit):
+        """Steps 7 and 8 of the fused path in one kernel call; returns the deleted slots."""
+        tab, p = self.table, self._p
+        for _ in range(2):  # a second time only after growing the table for the births
+            k, confirmed, ids, gone = birth_and_delete_pos(
+                usable, det_tr, pos, R_pos, t, dcls, kind_bits, bit, self._order_cell_m,
+                p["init_vel_sigma_mps"], p["confirm_m"], tab.next_id,
+                tab.capacity - tab.n_active, self.t_now_s, self._miss_mask, p["confirm_n"],
+                p["max_misses"], p["max_coast_s"], p["max_pos_sigma_m"], p["q_h_m2s3"],
+                p["q_v_m2s3"], p["tentative_coast_s"], tab.id, tab.x, tab.P, tab.t_s, tab.t0_s,
+                tab.status, tab.cls, tab.hist, tab.nscan, tab.misses, tab.hits,
+                self._ident_words(), tab.sensors, tab.kinds, tab.imm_slot, tab.imm_used,
+            )  # fmt: skip
+            if k >= 0:
+                break
+            tab.grow(tab.n_active - k)  # room for the births, as the general path's alloc
+        tab.next_id += k
+        tab.n_active += k - int(gone.shape[0])
+        res.initiated = k
+        res.confirmed += confirmed
+        res.deleted_ids = ids
+        return gone
 
     def _ident_words(self) -> np.ndarray:
         """`ident_words(table.ident)`, a view: rebuilt only when the table's array changes."""

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fusion.jit import njit
+from fusion.kernels.lifecycle import free_slots
 from fusion.kernels.packed import N_PACKED, pack, unpack
 from fusion.messages import IDENT_DTYPE
 
@@ -197,7 +197,7 @@ class TrackTable:
         if slots.shape[0] == 0:
             return
         # One kernel instead of an indexed assignment per field (this runs on every step).
-        _free_slots(
+        free_slots(
             slots, self.id, self.x, self.P, self.t_s, self.t0_s, self.status, self.cls,
             self.hist, self.nscan, self.misses, self.hits,
             self.ident.view(np.uint64).reshape(self.ident.shape[0], 3), self.sensors,
@@ -267,34 +267,3 @@ class TrackTable:
         if n and table.next_id <= int(table.id[:n].max()):
             raise ValueError("snapshot next_id is not above every track id")
         return table
-
-
-@njit
-def _free_slots(
-    slots, id_, x, P, t_s, t0_s, status, cls, hist, nscan, misses, hits, ident_words, sensors,
-    kinds, imm_slot, imm_used,
-):  # fmt: skip
-    """Every per-slot field of `slots` zeroed (identity as its three uint64 words), imm_slot -1
-    and the slots' IMM side-table rows returned (`TrackTable.free`)."""
-    for k in range(slots.shape[0]):
-        r = slots[k]
-        if imm_slot[r] >= 0:
-            imm_used[imm_slot[r]] = False
-        id_[r] = 0
-        for a in range(6):
-            x[r, a] = 0.0
-        for a in range(P.shape[1]):
-            P[r, a] = 0.0
-        t_s[r] = 0.0
-        t0_s[r] = 0.0
-        status[r] = 0
-        cls[r] = 0
-        hist[r] = 0
-        nscan[r] = 0
-        misses[r] = 0
-        hits[r] = 0
-        for a in range(3):
-            ident_words[r, a] = 0
-        sensors[r] = 0
-        kinds[r] = 0
-        imm_slot[r] = -1

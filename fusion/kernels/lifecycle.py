@@ -188,3 +188,34 @@ def confirm_new(slots, status, cls, confirm_m):
             status[r] = CONFIRMED
             n += 1
     return n
+
+
+@njit
+def free_slots(
+    slots, id_, x, P, t_s, t0_s, status, cls, hist, nscan, misses, hits, ident_words, sensors,
+    kinds, imm_slot, imm_used,
+):  # fmt: skip
+    """Every per-slot field of `slots` zeroed (identity as its three uint64 words), imm_slot -1
+    and the slots' IMM side-table rows returned (`TrackTable.free`)."""
+    for k in range(slots.shape[0]):
+        r = slots[k]
+        if imm_slot[r] >= 0:
+            imm_used[imm_slot[r]] = False
+        id_[r] = 0
+        for a in range(6):
+            x[r, a] = 0.0
+        for a in range(P.shape[1]):
+            P[r, a] = 0.0
+        t_s[r] = 0.0
+        t0_s[r] = 0.0
+        status[r] = 0
+        cls[r] = 0
+        hist[r] = 0
+        nscan[r] = 0
+        misses[r] = 0
+        hits[r] = 0
+        for a in range(3):
+            ident_words[r, a] = 0
+        sensors[r] = 0
+        kinds[r] = 0
+        imm_slot[r] = -1

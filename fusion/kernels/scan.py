@@ -17,7 +17,8 @@ from fusion.jit import njit
 from fusion.kernels.assignment import gnn_clusters
 from fusion.kernels.gating import gate_pairs_pos
 from fusion.kernels.kalman import predict_update_pos
-from fusion.kernels.lifecycle import confirm_new, initiate, score_scan
+from fusion.kernels.lifecycle import confirm_new, free_slots, initiate, score_scan
+from fusion.kernels.prune import deleted_slots
 
 CONFIRMED, COASTING = 2, 3
 
@@ -354,3 +355,45 @@ def birth_pos(
         sensors[slots[q]] = sensor_bit
         kinds[slots[q]] = kind_bits[dets[q]]
     return confirm_new(slots, status, cls, confirm_m)
+
+
+@njit
+def birth_and_delete_pos(
+    usable, det_tr, pos, R_pos, t, dcls, kind_bits, sensor_bit, cell_m, init_vel_sigma,
+    confirm_m, first_id, n_free, t_now_s, scored_mask, confirm_n, max_misses, max_coast_s,
+    max_pos_sigma_m, q_h, q_v, coast_s, id_, x, P, t_s, t0_s, status, cls, hist, nscan, misses,
+    hits, ident_words, sensors, kinds, imm_slot, imm_used,
+):  # fmt: skip
+    """Steps 7 and 8 of a position batch of the fused path (no velocity, identity or IMM
+    class) in one call: `new_track_dets`, `birth_pos`, `fusion.kernels.prune.deleted_slots`
+    and `free_slots` (`TrackTable.free`), the same kernels in the same order as the general
+    path's separate calls.
+
+    n_free: the table's free slots. When the births need more, nothing is changed and
+    (-k, 0, empty, empty) comes back, k the births: the caller grows the table to hold them
+    and calls again. Otherwise returns (births, confirmed at birth, ids of the deleted
+    tracks, their slots, now free)."""
+    dets = new_track_dets(usable, det_tr, pos, cell_m)
+    k = dets.shape[0]
+    if k > n_free:
+        return -k, 0, np.empty(0, np.int64), np.empty(0, np.int64)
+    confirmed = 0
+    if k:
+        slots = np.empty(k, np.int64)
+        confirmed = birth_pos(
+            dets, pos, R_pos, t, dcls, kind_bits, sensor_bit, init_vel_sigma, confirm_m,
+            first_id, id_, x, P, t_s, t0_s, status, hist, nscan, misses, hits, cls, sensors,
+            kinds, slots,
+        )  # fmt: skip
+    gone = deleted_slots(
+        t_now_s, x, P, t_s, status, hist, nscan, misses, cls, sensors, scored_mask, confirm_m,
+        confirm_n, max_misses, max_coast_s, max_pos_sigma_m, q_h, q_v, coast_s,
+    )  # fmt: skip
+    ids = np.empty(gone.shape[0], np.int64)
+    for q in range(gone.shape[0]):
+        ids[q] = id_[gone[q]]
+    free_slots(
+        gone, id_, x, P, t_s, t0_s, status, cls, hist, nscan, misses, hits, ident_words, sensors,
+        kinds, imm_slot, imm_used,
+    )  # fmt: skip
+    return k, confirmed, ids, gone

@@ -84,9 +84,9 @@ def duplicate_pairs(
     n = rows.shape[0]
     # Predicted positions first (x + dt v, as cv_predict_into computes them); the whole
     # predicted state and covariance only for the tracks that have a neighbour within reach
-    # (few), on first need.
-    xs = np.empty((n, 6))
-    Ps = np.empty((n, 6, 6))
+    # (few, often none: the arrays are allocated on first need).
+    xs = np.empty((0, 6))
+    Ps = np.empty((0, 6, 6))
     done = np.zeros(n, np.bool_)
     dts = np.empty(n)
     pe = np.empty(n)
@@ -120,39 +120,43 @@ def duplicate_pairs(
     S = np.empty((6, 6))
     y = np.empty(6)
     sep2 = sep_max_m * sep_max_m
-    # Tracks visited in key order: the three cells (kx + dx, ky - 1 .. ky + 1) of a column are
-    # one run of the sorted keys, and its bounds only move forward (three sweeping pointers
-    # instead of binary searches).
-    los = np.zeros(3, np.int64)
-    his = np.zeros(3, np.int64)
     v2_min = min_speed_mps * min_speed_mps
+    moving = np.empty(n, np.bool_)
+    for k in range(n):
+        moving[k] = not x[rows[k], 3] ** 2 + x[rows[k], 4] ** 2 < v2_min
+    # Tracks visited in key order; each pair is looked at once, from the first of the two in
+    # that order: the rest of its own cell and the cell above it in its column (one run of
+    # the sorted keys from the next position), and the three cells (kx + 1, ky - 1 .. ky + 1)
+    # of the next column (one run too, with bounds that only move forward).
+    lo1 = 0
+    hi1 = 0
     for v in range(n):
         k = order[v]
-        if x[rows[k], 3] ** 2 + x[rows[k], 4] ** 2 < v2_min:
+        if not moving[k]:
             continue
-        kx = keys[k] >> 21
-        ky = keys[k] & ((1 << 21) - 1)
-        for dx in range(-1, 2):
-            base = (kx + dx) << 21
-            lo = los[dx + 1]
-            while lo < n and sk[lo] < base + ky - 1:
-                lo += 1
-            hi = max(his[dx + 1], lo)
-            while hi < n and sk[hi] <= base + ky + 1:
-                hi += 1
-            los[dx + 1] = lo
-            his[dx + 1] = hi
-            for q in range(lo, hi):
+        kx = sk[v] >> 21
+        ky = sk[v] & ((1 << 21) - 1)
+        base1 = (kx + 1) << 21
+        while lo1 < n and sk[lo1] < base1 + ky - 1:
+            lo1 += 1
+        hi1 = max(hi1, lo1)
+        while hi1 < n and sk[hi1] <= base1 + ky + 1:
+            hi1 += 1
+        hi0 = v + 1
+        while hi0 < n and sk[hi0] <= sk[v] + 1:
+            hi0 += 1
+        for run in range(2):
+            q0, q1 = (v + 1, hi0) if run == 0 else (lo1, hi1)
+            for q in range(q0, q1):
                 j = order[q]
-                if j <= k:
-                    continue  # each pair once, from its lower row
-                if x[rows[j], 3] ** 2 + x[rows[j], 4] ** 2 < v2_min:
+                if not moving[j]:
                     continue
                 de = pe[k] - pe[j]
                 dn = pn[k] - pn[j]
                 if de * de + dn * dn > sep2:
                     continue
-                ra, rb = rows[k], rows[j]
+                u0, u1 = (k, j) if k < j else (j, k)  # (lower row, higher row)
+                ra, rb = rows[u0], rows[u1]
                 ia = ident_words[ra, 0] | ident_words[ra, 1] | ident_words[ra, 2]
                 ib = ident_words[rb, 0] | ident_words[rb, 1] | ident_words[rb, 2]
                 if ia != 0 and ib != 0:
@@ -162,7 +166,10 @@ def duplicate_pairs(
                             same = False
                     if not same:
                         continue
-                for u in (k, j):
+                if xs.shape[0] == 0:
+                    xs = np.empty((n, 6))
+                    Ps = np.empty((n, 6, 6))
+                for u in (u0, u1):
                     if not done[u]:
                         ru = rows[u]
                         for i in range(6):
@@ -171,7 +178,7 @@ def duplicate_pairs(
                         c = cls[ru]
                         cv_predict_into(xs[u], Ps[u], dts[u], q_h[c], q_v[c])
                         done[u] = True
-                d2 = _d2_sum(xs[k], Ps[k], xs[j], Ps[j], S, y)
+                d2 = _d2_sum(xs[u0], Ps[u0], xs[u1], Ps[u1], S, y)
                 if d2 < d2_max:
                     if m == cap:
                         cap *= 2
@@ -186,7 +193,7 @@ def duplicate_pairs(
                     pb[m] = rb
                     pd[m] = d2
                     m += 1
-    # rows ascending and a from the lower row: sort by (a, b).
+    # a is the lower row of each pair: sort by (a, b).
     big = np.int64(x.shape[0])
     o = np.argsort(pa[:m] * big + pb[:m], kind="mergesort")
     return pa[:m][o], pb[:m][o], pd[:m][o]
@@ -256,18 +263,13 @@ def firm_duplicate_pairs(
 ):
     """`duplicate_pairs` over the firm (confirmed or coasting) slots, ascending; no pairs
     when there are fewer than two."""
+    rows = np.empty(status.shape[0], np.int64)
     n = 0
     for r in range(status.shape[0]):
         if status[r] == CONFIRMED or status[r] == COASTING:
+            rows[n] = r
             n += 1
-    rows = np.empty(n, np.int64)
-    k = 0
-    for r in range(status.shape[0]):
-        if status[r] == CONFIRMED or status[r] == COASTING:
-            rows[k] = r
-            k += 1
-    if n < 2:
-        rows = rows[:0]
+    rows = rows[: n if n >= 2 else 0]
     return duplicate_pairs(
         rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m, min_speed_mps
     )

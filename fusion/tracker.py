@@ -85,6 +85,7 @@ from fusion.messages import (
 from fusion.models import ImmModelSet
 from fusion.picture import TrackPicture
 from fusion.tracker_batch import theatre_batch
+from fusion.tracker_bursts import burst_parts, combined, subset
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_prune import DuplicatePruner
 from fusion.tracker_repeats import RepeatFilter
@@ -265,6 +266,10 @@ class Tracker:
             res = self.step(sub)
             res.rejected += int(n - keep.shape[0])
             return res
+        if not self._coverage_of(batch).counts_misses:  # fusion.tracker_bursts
+            parts = burst_parts(batch, self.config.burst_sep_m)
+            if parts is not None:
+                return combined([self.step(subset(batch, k)) for k in parts])
         t_batch = float(t.max())
         self.t_now_s = max(self.t_now_s, t_batch)
         p = self._p

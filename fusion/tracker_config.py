@@ -164,6 +164,13 @@ class TrackerConfig:
     vel_check_d2: a reported velocity whose Mahalanobis square against the track's
         predicted velocity exceeds this is not used in the update
         (`fusion.kernels.velocity_check`).
+    burst_sep_m: a batch of position reports from a sensor that counts no misses, holding
+        two reports closer than this (plus the distance their speed covers between their
+        times), is processed in parts, one after the other, so that one object's two reports
+        in a batch do not start a duplicate track (`fusion.tracker_bursts`; 0 = off). 50 m:
+        well above the spread of one vessel's reports within a second (a few metres, plus
+        the speed term); two distinct objects that close are only taken in turn, which
+        changes nothing for a sensor whose silence counts no misses.
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -183,6 +190,7 @@ class TrackerConfig:
     merge_min_speed_mps: float = 2.0
     repeat_window_s: float = 30.0
     vel_check_d2: float = 16.27  # chi-square, 3 degrees of freedom, 99.9 %
+    burst_sep_m: float = 50.0
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

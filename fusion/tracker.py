@@ -71,6 +71,7 @@ from fusion.kernels.scan import (
     new_track_dets,
     order_batch,
     scan_pos,
+    scan_step_pos,
     spatial_order,
 )
 from fusion.kernels.velocity_check import discount_stale_velocity
@@ -170,6 +171,7 @@ class Tracker:
         self._coverage_cache: dict[tuple[str, str], _Coverage] = {}
         self._idw_src: np.ndarray | None = None
         self._idw = np.zeros((0, 3), np.uint64)
+        self._adopted = np.empty(0, np.int64)
         # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
         # grid's cell of the default class.
         self._order_cell_m = float(self._p["grid_cell_m"][CLS_UNKNOWN])
@@ -309,6 +311,7 @@ class Tracker:
             and not cooperative
             and not (tab.imm_used.shape[0] and tab.imm_used.any())
         )
+        plain = fused and batch.cls is None and not p["imm"][CLS_UNKNOWN]
         if not fused:
             active = tab.active_slots()
             if cov.site_enu is None:
@@ -326,11 +329,18 @@ class Tracker:
                 )
                 z_meas, R_meas = pos, R_pos
             # 3-6 fused for the common batch (fusion.kernels.scan): the same kernels in the
-            # same order as below, without the glue between them.
-            self._scan_pos(
-                res, cov, t_batch, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits,
-                sensor_bit,
-            )  # fmt: skip
+            # same order as below, without the glue between them; with 7 and 8 when the
+            # detections carry no class.
+            if plain:
+                gone = self._scan_step_pos(
+                    res, cov, t_batch, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits,
+                    sensor_bit,
+                )  # fmt: skip
+            else:
+                self._scan_pos(
+                    res, cov, t_batch, usable, z_meas, R_meas, t, det_tr, dcls, kind_bits,
+                    sensor_bit,
+                )  # fmt: skip
         else:
             # 3. Identity first.
             det_of_slot_rows: list[np.ndarray] = []
@@ -444,13 +454,7 @@ class Tracker:
 
         # 7 and 8. Initiate from what is left, then delete (fusion.kernels.lifecycle
         # .deletion_mask and prune.tentative_timeouts).
-        if fused and batch.cls is None and not p["imm"][CLS_UNKNOWN]:
-            # The fused path's births (no velocity, identity or IMM class) and deletions in
-            # one kernel (fusion.kernels.scan.birth_and_delete_pos).
-            gone = self._birth_and_delete_pos(
-                res, usable, det_tr, pos, R_pos, t, dcls, kind_bits, sensor_bit
-            )
-        else:
+        if not plain:  # (a plain batch was done with its scan: _scan_step_pos)
             if batch.kind != KIND_BEARING:
                 dets = new_track_dets(usable, det_tr, pos, self._order_cell_m)
                 if dets.shape[0]:
@@ -531,6 +535,41 @@ class Tracker:
         res.assigned = int(rows.shape[0])
         if n_adopted:
             self._start_imm(adopted[:n_adopted])
+
+    def _scan_step_pos(self, res, cov, t_batch, usable, z, R, t, det_tr, dcls, kind_bits, bit):
+        """Steps 3 to 8 of a plain position batch (no identity, velocity or class, no IMM
+        track) in one kernel call; returns the deleted slots."""
+        tab, p = self.table, self._p
+        stats = self._stats
+        site = _ZERO3 if cov.site_enu is None else cov.site_enu
+        n_rows, k, confirmed, ids, gone = scan_step_pos(
+            cov.site_enu is not None, site, cov.max_range_m**2, t_batch, usable, z, R, t,
+            det_tr, dcls, kind_bits, bit, cov.counts_misses, CLS_UNKNOWN, p["gate2_pos"],
+            p["q_h_m2s3"], p["q_v_m2s3"], p["grid_cell_m"], p["confirm_m"], p["confirm_n"],
+            p["init_vel_sigma_mps"], self._order_cell_m, tab.next_id,
+            tab.capacity - tab.n_active, self.t_now_s, self._miss_mask, p["max_misses"],
+            p["max_coast_s"], p["max_pos_sigma_m"], p["tentative_coast_s"], tab.id, tab.x,
+            tab.P, tab.t_s, tab.t0_s, tab.status, tab.cls, tab.hist, tab.nscan, tab.misses,
+            tab.hits, self._ident_words(), tab.sensors, tab.kinds, tab.imm_slot, tab.imm_used,
+            self._adopted_buffer(t.shape[0]), stats,
+        )  # fmt: skip
+        res.pairs, res.clusters, res.late, res.confirmed, _ = stats.tolist()
+        res.assigned = n_rows
+        if k < 0:  # the scan is done; the births need room first
+            tab.grow(tab.n_active - k)
+            return self._birth_and_delete_pos(res, usable, det_tr, z, R, t, dcls, kind_bits, bit)
+        tab.next_id += k
+        tab.n_active += k - int(gone.shape[0])
+        res.initiated = k
+        res.confirmed += confirmed
+        res.deleted_ids = ids
+        return gone
+
+    def _adopted_buffer(self, n: int) -> np.ndarray:
+        """Scratch (n,) int64 for the rows that adopt a class (none in a plain batch)."""
+        if self._adopted.shape[0] < n:
+            self._adopted = np.empty(max(n, 2 * self._adopted.shape[0]), np.int64)
+        return self._adopted
 
     def _birth_and_delete_pos(self, res, usable, det_tr, pos, R_pos, t, dcls, kind_bits, bit):
         """Steps 7 and 8 of the fused path in one kernel call; returns the deleted slots."""

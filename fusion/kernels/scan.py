@@ -397,3 +397,32 @@ def birth_and_delete_pos(
         kinds, imm_slot, imm_used,
     )  # fmt: skip
     return k, confirmed, ids, gone
+
+
+@njit
+def scan_step_pos(
+    has_site, site_enu, range2_m2, t_batch, usable, z, R, t, det_tr, dcls, kind_bits,
+    sensor_bit, count_miss, cls_unknown, gate2_cls, q_h_cls, q_v_cls, cell_cls, confirm_m,
+    confirm_n, init_vel_sigma, order_cell_m, first_id, n_free, t_now_s, scored_mask,
+    max_misses, max_coast_s, max_pos_sigma_m, coast_s, id_, x, P, t_s, t0_s, status, cls, hist,
+    nscan, misses, hits, tw, sensors, kinds, imm_slot, imm_used, adopted, stats,
+):  # fmt: skip
+    """Steps 3 to 8 of a position batch of the fused path whose detections carry no class
+    (so no track adopts one), in one call: `scan_pos`, then `birth_and_delete_pos` (z, R are
+    the batch's theatre positions and covariances, used for both). Returns (updates, births,
+    confirmed at birth, ids of the deleted tracks, their slots); births < 0 as in
+    `birth_and_delete_pos`: the scan is done, the caller grows the table and runs
+    `birth_and_delete_pos` itself."""
+    rows, _ = scan_pos(
+        has_site, site_enu, range2_m2, t_batch, usable, x, P, t_s, status, cls, hist, nscan,
+        misses, hits, sensors, kinds, tw, z, R, t, det_tr, dcls, cls_unknown, kind_bits,
+        sensor_bit, count_miss, gate2_cls, q_h_cls, q_v_cls, cell_cls, confirm_m, confirm_n,
+        adopted, stats,
+    )  # fmt: skip
+    k, confirmed, ids, gone = birth_and_delete_pos(
+        usable, det_tr, z, R, t, dcls, kind_bits, sensor_bit, order_cell_m, init_vel_sigma,
+        confirm_m, first_id, n_free, t_now_s, scored_mask, confirm_n, max_misses, max_coast_s,
+        max_pos_sigma_m, q_h_cls, q_v_cls, coast_s, id_, x, P, t_s, t0_s, status, cls, hist,
+        nscan, misses, hits, tw, sensors, kinds, imm_slot, imm_used,
+    )  # fmt: skip
+    return rows.shape[0], k, confirmed, ids, gone

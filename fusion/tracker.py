@@ -234,6 +234,16 @@ class Tracker:
             self._site_enu[key] = site_enu
         return _Coverage(site_enu, rng)
 
+    def _batch_coverage(self, batch: Detections) -> _Coverage:
+        """`_coverage_of(batch)`, kept per (sensor, kind) for a siteless batch, whose coverage
+        depends on nothing else (cleared by `set_coverage`)."""
+        if batch.site is not None:
+            return self._coverage_of(batch)
+        cov = self._coverage_cache.get((batch.sensor, batch.kind))
+        if cov is None:
+            cov = self._coverage_cache[(batch.sensor, batch.kind)] = self._coverage_of(batch)
+        return cov
+
     # -- the step ---------------------------------------------------------------------------
     def step(self, batch: Detections) -> StepResult:
         """Process one sensor batch; see the module docstring for the order of things."""
@@ -253,7 +263,7 @@ class Tracker:
         if n == 0:
             return StepResult(t_s=self.t_now_s)
         finite = np.empty(n, dtype=np.bool_)
-        bad = finite_rows(t, z, R, finite)
+        bad, t_batch = finite_rows(t, z, R, finite)
         if batch.vel is not None:
             finite &= np.isfinite(np.asarray(batch.vel, dtype=np.float64)).all(axis=1)
             bad = n - int(finite.sum())
@@ -268,11 +278,11 @@ class Tracker:
             res = self.step(sub)
             res.rejected += int(n - keep.shape[0])
             return res
-        if not self._coverage_of(batch).counts_misses:  # fusion.tracker_bursts
+        cov = self._batch_coverage(batch)
+        if not cov.counts_misses:  # fusion.tracker_bursts
             parts = burst_parts(batch, self.config.burst_sep_m)
             if parts is not None:
                 return combined([self.step(subset(batch, k)) for k in parts])
-        t_batch = float(t.max())
         self.t_now_s = max(self.t_now_s, t_batch)
         p = self._p
         tab = self.table
@@ -293,13 +303,7 @@ class Tracker:
         res.superseded = tb.superseded
         sensor_bit = self._sensor_bit(batch.sensor)
 
-        # 2. Coverage (for the fused path, inside its kernel).
-        if batch.site is None:  # the coverage of a siteless batch depends on sensor and kind
-            cov = self._coverage_cache.get((batch.sensor, batch.kind))
-            if cov is None:
-                cov = self._coverage_cache[(batch.sensor, batch.kind)] = self._coverage_of(batch)
-        else:
-            cov = self._coverage_of(batch)
+        # 2. Coverage (cov, above; for the fused path, inside its kernel).
         if cov.counts_misses and not cooperative:
             self._miss_mask |= sensor_bit
         if batch.kind == KIND_POS and (batch.vel is not None or cooperative):

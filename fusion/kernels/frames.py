@@ -65,14 +65,17 @@ def congruence3(A: np.ndarray, C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit
-def finite_rows(t: np.ndarray, z: np.ndarray, R: np.ndarray, out: np.ndarray) -> int:
-    """out[k] = t[k], z[k] and R[k] are all finite; returns how many rows are not.
+def finite_rows(t: np.ndarray, z: np.ndarray, R: np.ndarray, out: np.ndarray) -> tuple[int, float]:
+    """out[k] = t[k], z[k] and R[k] are all finite; returns how many rows are not, and the
+    largest t (meaningful when every row is finite: the batch's time, without a numpy call).
 
-    t (n,), z (n, m), R (n, m, m) float64; one pass instead of numpy's three and their
+    t (n,), z (n, m), R (n, m, m) float64, n >= 1; one pass instead of numpy's three and their
     temporaries (this runs on every batch).
     """
     bad = 0
+    t_max = t[0]
     for k in range(t.shape[0]):
+        t_max = max(t_max, t[k])
         ok = math.isfinite(t[k])
         for a in range(z.shape[1]):
             ok = ok and math.isfinite(z[k, a])
@@ -81,7 +84,7 @@ def finite_rows(t: np.ndarray, z: np.ndarray, R: np.ndarray, out: np.ndarray) ->
         out[k] = ok
         if not ok:
             bad += 1
-    return bad
+    return bad, t_max
 
 
 @njit

@@ -408,9 +408,10 @@ class Tracker:
             if rows.shape[0]:
                 res.late = int(np.count_nonzero(t[cols] < tab.t_s[rows]))
                 if meas == MEAS_POS_VEL:  # a stale reported velocity updates nothing
+                    vet = p["vel_check"][tab.cls[rows]]  # per class (TrackerConfig)
                     discount_stale_velocity(
-                        rows,
-                        cols,
+                        rows[vet],
+                        cols[vet],
                         t,
                         tab.x,
                         tab.P,

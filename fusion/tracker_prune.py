@@ -4,7 +4,8 @@
 This module owns which of two duplicate tracks survives and how long a pair must look like one
 target before it is merged. Every `merge_every_s` of tracker time the firm (confirmed or
 coasting) tracks are checked for pairs whose states differ insignificantly
-(`TrackerConfig.merge_d2`, within `merge_sep_m`, both moving at `merge_min_speed_mps`); a
+(`TrackerConfig.merge_d2`, within `merge_sep_m`, both moving at `merge_min_speed_mps`, or
+both of a class whose stationary duplicates merge too, `ClassParams.merge_stationary`); a
 pair found on `merge_checks` consecutive checks is merged: the older track (the lower id,
 born first) is kept and takes the younger one's cooperative identity if it had none, and its
 sensors and kinds; the younger is deleted.
@@ -20,7 +21,7 @@ import numpy as np
 
 from fusion.kernels.gating import ident_words
 from fusion.kernels.prune import firm_duplicate_pairs
-from fusion.tracks import TrackTable
+from fusion.tracks import CONFIRMED, TrackTable
 
 _NONE = np.zeros(0, np.int64)
 
@@ -45,6 +46,10 @@ class DuplicatePruner:
     def check(self, tab: TrackTable, p: dict[str, np.ndarray], t_now_s: float) -> np.ndarray:
         """One check at t_now_s; returns the table slots to delete (merged into their pair)."""
         self.last_check_s = t_now_s
+        still = p["merge_stationary"]
+        # The kernel's speed floor only when no class merges stationary pairs (the common,
+        # cheaper case); otherwise all pairs come back and the floor is applied per class.
+        any_still = bool(still.any()) and bool(still[tab.cls[tab.status >= CONFIRMED]].any())
         a, b, _ = firm_duplicate_pairs(
             tab.status,
             t_now_s,
@@ -57,8 +62,14 @@ class DuplicatePruner:
             p["q_v_m2s3"],
             self.d2_max,
             self.sep_m,
-            self.min_speed_mps,
+            0.0 if any_still else self.min_speed_mps,
         )
+        if any_still and a.shape[0]:
+            v2 = tab.x[:, 3] ** 2 + tab.x[:, 4] ** 2
+            v2_min = self.min_speed_mps**2
+            both_still = still[tab.cls[a]] & still[tab.cls[b]]
+            ok = both_still | ((v2[a] >= v2_min) & (v2[b] >= v2_min))
+            a, b = a[ok], b[ok]
         if a.shape[0] == 0:  # the common case: nothing to count
             self.counts = {}
             return _NONE

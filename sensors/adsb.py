@@ -10,6 +10,21 @@ Choices, documented for the tracker (these feeds carry no NACp, so R is fixed):
   (300 m)^2 with altitude 0 when a report has no altitude at all (aircraft on the ground).
 - Velocity from ground speed (kt) and track (deg) and vertical rate (ft/min); variance from
   speed sigma 2 m/s, track sigma 2 deg, vertical rate sigma 1.5 m/s.
+- A report flagged on the ground (OpenSky `onground`, an SBS surface position MSG,2 or the
+  SBS ground flag) is class ground, not air: a parked or taxiing aircraft moves like a ground
+  vehicle. Its horizontal R is (10 m)^2 + (ground speed x 2 s)^2 on both axes
+  (`surface_variance`), not the airborne 50 m: surface positions are far more precise
+  (NACp 9-10, EPU < 30 m and < 10 m at 95 %; on the Paris recording the interpolation
+  residual of a ground position between its neighbours is 1.0 m median and 3.7 m at the 90th
+  percentile, 2.7 m / 7.6 m at 15-40 m/s), and parked aircraft stand tens of metres apart,
+  so a 50 m sigma joins them in one gate. The speed term bounds the along-track error of a
+  report time known to about a second (OpenSky stamps state vectors to the second) and a
+  taxiing aircraft's turns between reports; it is written on both axes since the
+  measurement covariance travels as a diagonal. Paris, all records (identities stripped):
+  10 m and 2 s gave purity 0.968 and 5.74 identity switches per object-hour; 10 m and 1 s
+  0.968 / 6.79, 5 m and 2 s 0.968 / 6.13, 3 m and 2 s 0.967 / 6.53, 5 m and 3 s 0.967 / 5.86
+  (benchmarks/results/evaluation.md). Class is not used in gating: a landing aircraft's
+  ground reports update its air track, which keeps its class.
 
 SBS: MSG,3 (airborne position) and MSG,2 (surface position) give positions; MSG,4 (airborne
 velocity) gives a velocity, attached to the same aircraft's positions for `VEL_MAX_AGE_S`.
@@ -29,13 +44,14 @@ import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from fusion.messages import CLS_AIR, KIND_POS
+from fusion.messages import CLS_AIR, CLS_GROUND, KIND_POS
 from sensors.batching import FOOT_M, KNOT_MPS, Measurement, enu_velocity, velocity_variance
 from sensors.csv_rows import read_header, row_fields
 from sensors.plausible import JumpFilter
 from sensors.sources import open_maybe_gzip
 
 SIGMA_H_M, SIGMA_BARO_M, SIGMA_GEO_M, SIGMA_NO_ALT_M = 50.0, 100.0, 50.0, 300.0
+SIGMA_SURFACE_M, SURFACE_TIME_SIGMA_S = 10.0, 2.0  # on-ground reports (see the docstring)
 SPEED_SIGMA_MPS, TRACK_SIGMA_DEG, VRATE_SIGMA_MPS = 2.0, 2.0, 1.5
 FPM_MPS = FOOT_M / 60.0
 MAX_AIR_SPEED_MPS = 400.0
@@ -76,8 +92,10 @@ class AdsbDecoder:
         geometric: bool = False,
         vel: tuple | None = None,
         vel_var: tuple | None = None,
+        on_ground: bool = False,
     ) -> Measurement | None:
-        """A position as a `Measurement`, or None (counted) when it must be dropped."""
+        """A position as a `Measurement`, or None (counted) when it must be dropped.
+        `on_ground`: the report says the aircraft is on the ground (class ground, tight R)."""
         if lat_deg is None or lon_deg is None:
             self.stats["no_position"] += 1
             return None
@@ -96,16 +114,24 @@ class AdsbDecoder:
         else:
             sigma_v = SIGMA_GEO_M if geometric else SIGMA_BARO_M
         self.stats["positions"] += 1
+        h_var = surface_variance(vel) if on_ground else SIGMA_H_M**2
         return Measurement(
             KIND_POS,
             float(t_s),
             (float(lat_deg), float(lon_deg), float(alt_m)),
-            (SIGMA_H_M**2, SIGMA_H_M**2, sigma_v * sigma_v),
+            (h_var, h_var, sigma_v * sigma_v),
             ident,
-            CLS_AIR,
+            CLS_GROUND if on_ground else CLS_AIR,
             vel,
             vel_var,
         )
+
+
+def surface_variance(vel: tuple | None) -> float:
+    """Horizontal variance (m^2, each axis) of an on-ground position: the fix's own error
+    plus the distance covered in the report time's uncertainty at the reported ground speed."""
+    speed = math.hypot(vel[0], vel[1]) if vel is not None else 0.0
+    return SIGMA_SURFACE_M**2 + (speed * SURFACE_TIME_SIGMA_S) ** 2
 
 
 def velocity(gs_mps: float | None, track_deg: float | None, vrate_mps: float | None):
@@ -185,8 +211,17 @@ class SbsDecoder(AdsbDecoder):
         if lat is not None and not (math.isfinite(lat) and math.isfinite(lon or 0.0)):
             self.stats["out_of_range"] += 1
             return []
+        # MSG,2 is a surface position; the last field is dump1090's on-ground flag (-1 / 1).
+        on_ground = tt == b"2" or (len(f) > 21 and f[21] in (b"-1", b"1"))
         m = self.measurement(
-            t_s, icao, lat, lon, None if alt_ft is None else alt_ft * FOOT_M, vel=vel, vel_var=var
+            t_s,
+            icao,
+            lat,
+            lon,
+            None if alt_ft is None else alt_ft * FOOT_M,
+            vel=vel,
+            vel_var=var,
+            on_ground=on_ground,
         )
         return [m] if m is not None else []
 
@@ -272,6 +307,13 @@ def _opt_float(v: object) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _flag(v: object) -> bool:
+    """An on-ground flag as the feeds write it: JSON true/false, CSV "True"/"False"/1/0."""
+    if isinstance(v, str):
+        return v.strip().lower() in ("true", "1", "t", "yes")
+    return bool(v)
+
+
 def decode_opensky_json(
     path: str | Path, decoder: AdsbDecoder | None = None
 ) -> Iterator[Measurement]:
@@ -299,7 +341,14 @@ def decode_opensky_json(
             None if gs is None else gs * KNOT_MPS, trk, None if vr is None else vr * FPM_MPS
         )
         m = dec.measurement(
-            t_s, icao, lat, lon, None if alt_ft is None else alt_ft * FOOT_M, vel=vel, vel_var=var
+            t_s,
+            icao,
+            lat,
+            lon,
+            None if alt_ft is None else alt_ft * FOOT_M,
+            vel=vel,
+            vel_var=var,
+            on_ground=_flag(r.get("onground")),
         )
         if m is not None:
             yield m
@@ -319,7 +368,7 @@ def decode_opensky_csv(
     need = ("time", "icao24", "lat", "lon", "velocity", "heading", "vertrate", "baroaltitude")
     if any(n not in col for n in need):
         raise ValueError(f"not an OpenSky state-vector CSV: header {header!r}")
-    geo, lastpos = col.get("geoaltitude"), col.get("lastposupdate")
+    geo, lastpos, onground = col.get("geoaltitude"), col.get("lastposupdate"), col.get("onground")
     last_fix: dict[str, float] = {}
     for f in row_fields(it, dec.stats):
         try:
@@ -333,6 +382,7 @@ def decode_opensky_csv(
                 _opt_float(f[col["heading"]]),
                 _opt_float(f[col["vertrate"]]),
             )
+            on_ground = onground is not None and _flag(f[onground])
         except (ValueError, IndexError):
             dec.stats["undecodable"] += 1
             continue
@@ -350,6 +400,7 @@ def decode_opensky_csv(
             geometric=geo_m is not None,
             vel=vel,
             vel_var=var,
+            on_ground=on_ground,
         )
         if m is not None:
             yield m

@@ -69,15 +69,26 @@ def _augment(cost, cur, u, v, spc, path, row4col, SR, SC, remaining):
 @njit
 def _solve_rect(cost, col4row):
     """Min-cost assignment of every row of `cost` (nr <= nc); writes col4row; returns feasible."""
+    nc = cost.shape[1]
+    return _solve_rect_into(
+        cost, col4row, np.empty(cost.shape[0]), np.empty(nc), np.empty(nc),
+        np.empty(nc, np.int64), np.empty(nc, np.int64), np.empty(cost.shape[0], np.bool_),
+        np.empty(nc, np.bool_), np.empty(nc, np.int64),
+    )  # fmt: skip
+
+
+@njit
+def _solve_rect_into(cost, col4row, u, v, spc, path, row4col, SR, SC, remaining):
+    """`_solve_rect` with its work arrays passed in (at least nr, resp. nc long; their
+    contents are reset here), so that a caller solving many small problems allocates once."""
     nr, nc = cost.shape
-    u = np.zeros(nr)
-    v = np.zeros(nc)
-    spc = np.empty(nc)
-    path = np.full(nc, -1, np.int64)
-    row4col = np.full(nc, -1, np.int64)
-    SR = np.zeros(nr, np.bool_)
-    SC = np.zeros(nc, np.bool_)
-    remaining = np.empty(nc, np.int64)
+    for i in range(nr):
+        u[i] = 0.0
+        SR[i] = False
+    for j in range(nc):
+        v[j] = 0.0
+        path[j] = -1
+        row4col[j] = -1
     for i in range(nr):
         col4row[i] = -1
     for cur in range(nr):
@@ -164,6 +175,18 @@ def cluster_pairs(n_tracks, n_dets, pair_t, pair_d):
 
 
 @njit
+def _insertion_sort(a, n):
+    """a[:n] sorted ascending in place (distinct values; a cluster's few members)."""
+    for i in range(1, n):
+        x = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
+
+
+@njit
 def _stable_order(label, n_labels):
     """np.argsort(label, kind="mergesort") for labels in [0, n_labels): a counting sort,
     stable, so the same permutation; linear instead of a merge sort per scan."""
@@ -201,6 +224,20 @@ def gnn_clusters(
     order = _stable_order(label, n_tracks + n_dets)  # labels are roots: track indices
     local_t = np.full(n_tracks, -1, np.int64)
     local_d = np.full(n_dets, -1, np.int64)
+    # Work arrays of the clusters solved as assignment problems, allocated once per call: a
+    # cluster has at most k tracks and k detections (one pair each), so k + k columns.
+    tracks = np.empty(k, np.int64)
+    dets = np.empty(k, np.int64)
+    col4row = np.empty(k, np.int64)
+    u = np.empty(k)
+    SR = np.empty(k, np.bool_)
+    v = np.empty(2 * k)
+    spc = np.empty(2 * k)
+    path = np.empty(2 * k, np.int64)
+    row4col = np.empty(2 * k, np.int64)
+    SC = np.empty(2 * k, np.bool_)
+    remaining = np.empty(2 * k, np.int64)
+    cost_buf = np.empty(0)
     n_clusters = 0
     s = 0
     while s < k:
@@ -233,32 +270,46 @@ def gnn_clusters(
                 track_of_det[pair_d[best]] = pair_t[best]
             s = e
             continue
-        # Local numbering in ascending global index, so the matrix does not depend on pair order.
-        tracks = np.empty(e - s, np.int64)
-        dets = np.empty(e - s, np.int64)
+        # Local numbering in ascending global index, so the matrix does not depend on pair order:
+        # the cluster's distinct tracks and detections (marked in local_t / local_d), sorted.
+        nt = 0
+        nd = 0
         for q in range(s, e):
-            tracks[q - s] = pair_t[order[q]]
-            dets[q - s] = pair_d[order[q]]
-        tracks = np.unique(tracks)
-        dets = np.unique(dets)
-        nt = tracks.shape[0]
-        nd = dets.shape[0]
+            p = order[q]
+            if local_t[pair_t[p]] < 0:
+                local_t[pair_t[p]] = 0
+                tracks[nt] = pair_t[p]
+                nt += 1
+            if local_d[pair_d[p]] < 0:
+                local_d[pair_d[p]] = 0
+                dets[nd] = pair_d[p]
+                nd += 1
+        _insertion_sort(tracks, nt)
+        _insertion_sort(dets, nd)
         for a in range(nt):
             local_t[tracks[a]] = a
         for b in range(nd):
             local_d[dets[b]] = b
-        cost = np.full((nt, nd + nt), np.inf)
+        nc = nd + nt
+        if cost_buf.shape[0] < nt * nc:  # scratch for the largest cluster so far
+            cost_buf = np.empty(2 * nt * nc)
+        cost = cost_buf[: nt * nc].reshape(nt, nc)
+        cost[:, :] = np.inf
         for q in range(s, e):
             p = order[q]
             cost[local_t[pair_t[p]], local_d[pair_d[p]]] = pair_cost[p]
         for a in range(nt):
             cost[a, nd + a] = miss_cost[tracks[a]]
-        col4row = np.empty(nt, np.int64)
-        _solve_rect(cost, col4row)  # always feasible: every row has its own miss column
+        # always feasible: every row has its own miss column
+        _solve_rect_into(cost, col4row, u, v, spc, path, row4col, SR, SC, remaining)
         for a in range(nt):
             c = col4row[a]
             if c < nd:
                 det_of_track[tracks[a]] = dets[c]
                 track_of_det[dets[c]] = tracks[a]
+        for a in range(nt):  # unmarked for the next clusters
+            local_t[tracks[a]] = -1
+        for b in range(nd):
+            local_d[dets[b]] = -1
         s = e
     return n_clusters

@@ -93,7 +93,6 @@ from fusion.tracker_repeats import RepeatFilter
 from fusion.tracks import (
     COASTING,
     CONFIRMED,
-    FREE,
     TrackTable,
 )
 
@@ -791,39 +790,25 @@ class Tracker:
     def picture(self, confirmed_only: bool = True) -> TrackPicture:
         """The tracks as a TrackPicture (confirmed and coasting ones by default)."""
         tab, p = self.table, self._p
-        if confirmed_only:
-            slots = np.flatnonzero((tab.status == CONFIRMED) | (tab.status == COASTING))
-        else:
-            slots = np.flatnonzero(tab.status != FREE)
-        cls = tab.cls[slots]
-        n_win = p["confirm_n"][cls]
-        hist = tab.hist[slots].astype(np.int64) & ((1 << n_win) - 1)
-        bits = np.zeros(slots.shape[0], np.int64)
-        for b in range(16):  # popcount over 16 bits, vectorised over tracks
-            bits += (hist >> b) & 1
-        hit_frac = bits / n_win
-        # Trace of the position block: packed elements (0, 0), (1, 1), (2, 2).
-        Pp = tab.P[slots]
-        sigma = np.sqrt(np.maximum(Pp[:, 0] + Pp[:, 6] + Pp[:, 11], 0.0))
-        quality = hit_frac * np.clip(1.0 - sigma / p["max_pos_sigma_m"][cls], 0.0, 1.0)
-        sensors = tab.sensors[slots]
-        n_sensors = np.zeros(slots.shape[0], np.int64)
-        for b in range(64):
-            n_sensors += ((sensors >> np.uint64(b)) & np.uint64(1)).astype(np.int64)
+        slots, quality, n_sensors = lifecycle.picture_rows(
+            tab.status, confirmed_only, tab.hist, tab.cls, p["confirm_n"], tab.P,
+            p["max_pos_sigma_m"], tab.sensors,
+        )  # fmt: skip
+        # Fancy indexing copies: the picture shares no memory with the table.
         return TrackPicture(
             t_s=float(self.t_now_s) if math.isfinite(self.t_now_s) else 0.0,
             origin=self.origin,
-            id=tab.id[slots].copy(),
-            x=tab.x[slots].copy(),
+            id=tab.id[slots],
+            x=tab.x[slots],
             P=tab.covariance(slots),
-            t_upd_s=tab.t_s[slots].copy(),
-            status=tab.status[slots].copy(),
-            ident=tab.ident[slots].copy(),
-            cls=cls.copy(),
-            n_sensors=np.minimum(n_sensors, 255).astype(np.uint8),
-            sensor_kinds=tab.kinds[slots].copy(),
-            hits=tab.hits[slots].copy(),
-            quality=quality.astype(np.float64),
+            t_upd_s=tab.t_s[slots],
+            status=tab.status[slots],
+            ident=tab.ident[slots],
+            cls=tab.cls[slots],
+            n_sensors=n_sensors,
+            sensor_kinds=tab.kinds[slots],
+            hits=tab.hits[slots],
+            quality=quality,
         )
 
     def __len__(self) -> int:

@@ -11,7 +11,7 @@ or `$--RMC` sentence in the stream (a boat's receiver log); otherwise the receip
 Position reports of class A (types 1, 2, 3) and class B (18, 19) become `pos` measurements
 with identity ``mmsi:<n>``, class surface, altitude 0 m on the ellipsoid, and a reported
 velocity from SOG and COG when both are available. Choices, documented for the tracker:
-- R horizontal: (5 m)^2 + (SOG x 2 s)^2 on each axis (`position_variance`). Derived from the
+- R horizontal: (2 m)^2 + (SOG x 2 s)^2 on each axis (`position_variance`). Derived from the
   Solent recording (18,622 reports; the residual of each report against the straight line
   between its two neighbours, reports at most 30 s apart): a vessel at rest scatters by
   about 1 m (residual std 1.1 m along, 0.8 m across, median absolute deviation 0.1 m), far
@@ -20,12 +20,13 @@ velocity from SOG and COG when both are available. Choices, documented for the t
   because the time of a report is its reception, not its fix: successive displacements of
   a ferry at 10 m/s stay at 20 m while the stamped intervals jitter between 1.4 and 2.4 s.
   The speed term (2 s: the timing jitter plus a manoeuvre's drift between reports a few
-  seconds apart) keeps moving vessels in their gates; the 5 m floor keeps two vessels
-  moored 16 m apart in separate gates. The covariance travels as a diagonal, so the speed
-  term is written on both axes. Tried on the same recording: floors 2 and 3 m and 1 or 3 s
-  (purity 0.92-0.94 with 1.6-2.4 switches per object-hour; benchmarks/results/
-  evaluation.md). The DGNSS flag changes nothing here: its "< 10 m" bounds a bias that is
-  the same for successive reports, not their scatter.
+  seconds apart) keeps moving vessels in their gates. The 2 m floor (about twice the
+  scatter at rest) puts two vessels moored 16 m apart, as two in the Solent are, outside
+  each other's 99.9 % gate even for a new track (Mahalanobis square 256 / (2 x 2^2) = 32
+  > 16.3); with 5 m one new track took both. The covariance travels as a diagonal, so the
+  speed term is written on both axes. Other floors and times measured on the same
+  recording are in benchmarks/results/evaluation.md. The DGNSS flag changes nothing here:
+  its "< 10 m" bounds a bias that is the same for successive reports, not their scatter.
 - R vertical: (50 m)^2; AIS has no height and the sea surface lies within tens of metres of
   the ellipsoid (geoid undulation), so the altitude is weakly informative on purpose.
 - Velocity variance: speed sigma 0.1 m/s (SOG comes in 0.1 kn steps; a moored vessel reports
@@ -52,7 +53,7 @@ from sensors.csv_rows import read_header, row_fields
 from sensors.plausible import JumpFilter
 
 POSITION_TYPES = frozenset((1, 2, 3, 18, 19))
-SIGMA_FLOOR_M, TIME_SIGMA_S, SIGMA_ALT_M = 5.0, 2.0, 50.0  # see the module docstring
+SIGMA_FLOOR_M, TIME_SIGMA_S, SIGMA_ALT_M = 2.0, 2.0, 50.0  # see the module docstring
 SPEED_SIGMA_MPS, COURSE_SIGMA_DEG = 0.1, 3.0
 MAX_SURFACE_SPEED_MPS = 60.0  # about 117 kn: faster than any vessel, slower than any jump
 MAX_OPEN_GROUPS = 64

@@ -78,9 +78,9 @@ def test_dma_stream_counts_and_values_match_pyais(shared_data):
                 assert course == pytest.approx(msg.course, abs=1e-6)
         else:
             assert m.vel is None
-        # 5 m floor plus the distance covered in 2 s at the reported speed (sensors.ais)
+        # 2 m floor plus the distance covered in 2 s at the reported speed (sensors.ais)
         v = msg.speed * KNOT_MPS if msg.speed < 102.2 else 0.0
-        sigma2 = 25.0 + (2.0 * v) ** 2
+        sigma2 = 2.0**2 + (2.0 * v) ** 2
         assert m.r_diag[:2] == (pytest.approx(sigma2), pytest.approx(sigma2))
     assert checked >= 2500
 

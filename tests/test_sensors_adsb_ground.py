@@ -142,3 +142,55 @@ def test_landing_aircraft_keeps_its_track_when_its_reports_turn_ground() -> None
     tracks = r.finish().idents["track"]
     assert np.unique(tracks[tracks >= 0]).shape[0] == 1
     assert (tracks[10:] >= 0).all()
+
+
+def test_opensky_velocity_repeated_bit_for_bit_is_stale() -> None:
+    dec = AdsbDecoder(plausibility=False)
+    vel, var = (46.9, 24.7, 0.0), (4.0, 4.0, 2.25)
+    kept = [
+        dec.measurement(1e9 + k, "39a004", 49.0 + 1e-4 * k, 2.5, 300.0, vel=vel, vel_var=var,
+                        stale_check=True) for k in range(15)
+    ]  # fmt: skip
+    assert [m.vel is not None for m in kept] == [True] * 10 + [False] * 5
+    assert dec.stats["stale_velocity"] == 5
+    fresh = dec.measurement(1e9 + 15, "39a004", 49.0015, 2.5, 300.0, vel=(46.8, 24.7, 0.0),
+                            vel_var=var, stale_check=True)  # fmt: skip
+    assert fresh.vel is not None
+    parked = [
+        dec.measurement(1e9 + k, "39a005", 49.1, 2.5, None, vel=(0.0, 0.0, 0.0), vel_var=var,
+                        on_ground=True, stale_check=True) for k in range(30)
+    ]  # fmt: skip
+    assert all(m.vel is not None for m in parked)  # a parked aircraft's zero is not stale
+    sbs = [
+        dec.measurement(1e9 + k, "39a006", 49.2 + 1e-4 * k, 2.5, 300.0, vel=vel, vel_var=var)
+        for k in range(15)
+    ]
+    assert all(m.vel is not None for m in sbs)  # rounded SBS values repeat legitimately
+
+
+def test_landing_with_a_stale_velocity_keeps_one_track() -> None:
+    """The Paris case: after touch-down the state vectors keep the approach velocity (53 m/s)
+    while the aircraft slows to 20 m/s. With the stale velocity left out one track follows;
+    used, it drags the track ahead of the positions and the aircraft gets new tracks."""
+    lat0, lon0 = 49.0, 2.55
+
+    def tracks(stale_check: bool) -> np.ndarray:
+        dec = AdsbDecoder(plausibility=False)
+        meas, north, speed = [], 0.0, 53.0
+        for k in range(150):
+            if k >= 30:
+                speed = max(20.0, speed - 1.0)
+            north += speed
+            reported = (0.0, 53.0 if k >= 30 else speed, 0.0)
+            meas.append(dec.measurement(1_633_608_000.0 + k, "39a007",
+                                        lat0 + north / M_PER_DEG_LAT, lon0, None, vel=reported,
+                                        vel_var=(4.0, 4.0, 2.25), on_ground=True,
+                                        stale_check=stale_check))  # fmt: skip
+        r = Replayer(origin=(lat0, lon0, 0.0), track_dt_s=0.0, strip_ident=True)
+        for b in _batches(meas):
+            r.message(b)
+        k = r.finish().idents["track"]
+        return np.unique(k[k >= 0])
+
+    assert tracks(True).shape[0] == 1
+    assert tracks(False).shape[0] > 1

@@ -216,9 +216,11 @@ def _warm_up() -> None:
     from fusion.tracker_config import TrackerConfig
 
     # Six scans, so tracks confirm and the periodic checks run; order_min_batch=1 so the
-    # reordering of large batches (>= 4,096 detections by default) is compiled here too.
+    # reordering of large batches (>= 4,096 detections by default) is compiled here too, and
+    # an 8-slot table so that the births of a full table (the path that grows it) are too.
     small = make_scenario(20, 6, seed=99)
-    tr = Tracker(replace(TrackerConfig(), order_min_batch=1), ORIGIN)
+    _warm_up_merge()
+    tr = Tracker(replace(TrackerConfig(), order_min_batch=1, initial_capacity=8), ORIGIN)
     tr.set_coverage("w", max_range_m=SPACING_M * math.sqrt(20), site=ORIGIN)
     for k, z in enumerate(small.det_llh):
         tr.step(
@@ -232,6 +234,27 @@ def _warm_up() -> None:
             )
         )
         tr.picture()
+
+
+def _warm_up_merge() -> int:
+    """Two reports of one moving target per scan: its two tracks are merged as duplicates,
+    so the merge's own calls (deleting the younger track) are compiled too. Returns the
+    tracks deleted (1 when the merge happened)."""
+    from fusion.geo import LocalFrame
+    from fusion.messages import Detections
+    from fusion.tracker import Tracker
+    from fusion.tracker_config import TrackerConfig
+
+    frame = LocalFrame(*ORIGIN)
+    tr = Tracker(TrackerConfig(), ORIGIN)
+    tr.set_coverage("m", max_range_m=50_000.0, site=ORIGIN)
+    deleted = 0
+    for k in range(16):
+        p = np.array([[150.0 * DT_S * k, 0.0, 0.0], [150.0 * DT_S * k + 5.0, 0.0, 0.0]])
+        b = Detections("m", k, "pos", np.full(2, T0 + DT_S * k), frame.to_geodetic(p),
+                       np.tile(np.eye(3) * SIGMA_M**2, (2, 1, 1)))  # fmt: skip
+        deleted += tr.step(b).deleted
+    return deleted
 
 
 def _cv_matrices(dt: float) -> tuple[np.ndarray, np.ndarray]:

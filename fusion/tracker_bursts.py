@@ -7,7 +7,7 @@ object's own pace and are batched by time: an AIS vessel's report often arrives 
 a second (two receivers, or two slots 0.4 s apart), and without identities the second report
 of the pair, unassigned because its track already took the first, starts a duplicate track
 that then shares the vessel's reports with the first one (on the Solent recording, 1 s
-batches, a single ferry alone made 13 tracks this way).
+batches: identity switches 297 -> 203 with this rule).
 
 `burst_parts` splits such a batch into parts processed one after the other, in time order,
 so that no part holds two reports that could be one object: two reports are in conflict when

@@ -88,6 +88,10 @@ def test_asterix_over_udp(shared_data, fusion):
         sensor="radar.udp",
         source=f"udp://127.0.0.1:{port}",
         site=site,
+        # The capture's I140 times of day are resolved nearest to the receipt time by default:
+        # replayed later in the day than they were recorded they land hours in the future and
+        # the fusion side rightly refuses them (future_time). Date them yesterday instead.
+        date=time.strftime("%Y-%m-%d", time.gmtime(time.time() - 86_400)),
     )
     try:
         tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

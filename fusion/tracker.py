@@ -174,6 +174,20 @@ class Tracker:
         # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
         # grid's cell of the default class.
         self._order_cell_m = float(self._p["grid_cell_m"][CLS_UNKNOWN])
+        self._load_rare_kernels()
+
+    def _load_rare_kernels(self) -> None:
+        """Call, on nothing, the kernels that a plain batch needs only when the table grows
+        during its births (`birth_and_delete_pos` on its own) or when duplicates merge
+        (`TrackTable.free`): the first call of a kernel in a process loads it from numba's
+        cache, a few milliseconds that would otherwise fall in the middle of a scan."""
+        f8, u8 = np.zeros(0), np.zeros(0, np.uint8)
+        none = StepResult(t_s=0.0)
+        self._birth_and_delete_pos(
+            none, np.zeros(0, np.bool_), f8, np.zeros((0, 3)), np.zeros((0, 3, 3)), f8, u8, u8,
+            np.uint64(0),
+        )  # fmt: skip
+        self.table.free(np.zeros(0, np.int64))
 
     # -- sensors ----------------------------------------------------------------------------
     def set_coverage(

@@ -194,9 +194,8 @@ class TrackTable:
     def free(self, slots: np.ndarray) -> None:
         """Release slots: status free, id 0, identity cleared, IMM rows returned."""
         slots = np.ascontiguousarray(slots, dtype=np.int64)
-        if slots.shape[0] == 0:
-            return
-        # One kernel instead of an indexed assignment per field (this runs on every step).
+        # One kernel instead of an indexed assignment per field (this runs on every step of the
+        # general path; empty slots included, so that the kernel is loaded at its first step).
         free_slots(
             slots, self.id, self.x, self.P, self.t_s, self.t0_s, self.status, self.cls,
             self.hist, self.nscan, self.misses, self.hits,

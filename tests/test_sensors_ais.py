@@ -61,7 +61,7 @@ def test_dma_stream_counts_and_values_match_pyais(shared_data):
         if msg.msg_type in (1, 2, 3, 18, 19) and msg.lat != 91.0 and msg.lon != 181.0:
             expected.append((t, msg))
     ours = {(m.ident, m.t_s): m for m in ms}
-    checked = 0
+    checked = coarse = 0
     for t, msg in expected:
         m = ours.get((b"mmsi:%d" % msg.mmsi, t))
         if m is None:
@@ -78,11 +78,20 @@ def test_dma_stream_counts_and_values_match_pyais(shared_data):
                 assert course == pytest.approx(msg.course, abs=1e-6)
         else:
             assert m.vel is None
-        # 2 m floor plus the distance covered in 2 s at the reported speed (sensors.ais)
+        # 2 m floor plus the distance covered in 2 s at the reported speed (sensors.ais),
+        # plus, under way, the rounding of a position given to 0.01 arc-minute
         v = msg.speed * KNOT_MPS if msg.speed < 102.2 else 0.0
         sigma2 = 2.0**2 + (2.0 * v) ** 2
-        assert m.r_diag[:2] == (pytest.approx(sigma2), pytest.approx(sigma2))
+        e_var = n_var = 0.0
+        lat_steps, lon_steps = msg.lat * 6000.0, msg.lon * 6000.0
+        if v >= 0.5 and abs(lat_steps - round(lat_steps)) < 1e-6:
+            if abs(lon_steps - round(lon_steps)) < 1e-6:
+                n_var = 18.52**2 / 12.0
+                e_var = n_var * math.cos(math.radians(msg.lat)) ** 2
+                coarse += 1
+        assert m.r_diag[:2] == (pytest.approx(sigma2 + e_var), pytest.approx(sigma2 + n_var))
     assert checked >= 2500
+    assert coarse > 0  # some DMA vessels give 0.01 arc-minute positions (13 under way)
 
 
 def test_dma_first_report_time_from_pghp(shared_data):

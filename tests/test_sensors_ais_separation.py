@@ -11,7 +11,13 @@ import pytest
 
 from fusion.messages import KIND_POS, Detections
 from fusion.replay import Replayer
-from sensors.ais import SIGMA_FLOOR_M, TIME_SIGMA_S, AisDecoder, position_variance
+from sensors.ais import (
+    SIGMA_FLOOR_M,
+    TIME_SIGMA_S,
+    AisDecoder,
+    coarse_grid_variance,
+    position_variance,
+)
 from sensors.batching import KNOT_MPS
 
 M_PER_DEG = 111_195.0
@@ -61,7 +67,9 @@ def _tracks_of(meas: list, tracker: dict | None = None) -> dict[bytes, np.ndarra
 def test_position_variance_floor_and_speed_term() -> None:
     assert position_variance(0.0) == SIGMA_FLOOR_M**2
     assert position_variance(10.0) == pytest.approx(SIGMA_FLOOR_M**2 + (10.0 * TIME_SIGMA_S) ** 2)
-    m = AisDecoder(plausibility=False).measurement(T0, 235000001, LAT0, LON0, 19.4, 90.0)
+    # Off the 0.01' grid (LAT0, LON0 are on it: coarse_grid_variance would add its term).
+    lat, lon = LAT0 + 1e-5, LON0 + 1e-5
+    m = AisDecoder(plausibility=False).measurement(T0, 235000001, lat, lon, 19.4, 90.0)
     v = 19.4 * KNOT_MPS
     assert m.r_diag[0] == pytest.approx(position_variance(v)) == m.r_diag[1]
     assert m.vel_var[0] < 0.3  # 0.1 m/s speed, 3 deg of course at 10 m/s
@@ -144,3 +152,22 @@ def test_stationary_duplicate_surface_tracks_merge() -> None:
 
     assert run(TrackerConfig()) == 1
     assert run(TrackerConfig().with_class("surface", merge_stationary=False)) == 2
+
+
+def _rounded(lat: float, lon: float) -> tuple[float, float]:
+    """A position as a transponder that gives 0.01 arc-minute sends it."""
+    return round(lat * 6000.0) / 6000.0, round(lon * 6000.0) / 6000.0
+
+
+def test_coarse_grid_variance_only_on_the_grid_and_under_way() -> None:
+    lat, lon = _rounded(LAT0 + 0.0012, LON0 + 0.0021)
+    e_var, n_var = coarse_grid_variance(lat, lon)
+    assert n_var == pytest.approx(18.52**2 / 12.0)
+    assert e_var == pytest.approx(n_var * math.cos(math.radians(lat)) ** 2)
+    assert coarse_grid_variance(lat + 0.0001 / 60.0, lon) == (0.0, 0.0)  # 0.0001': fine
+    dec = AisDecoder(plausibility=False)
+    moving = dec.measurement(T0, 235000001, lat, lon, 4.0, 90.0)
+    v = 4.0 * KNOT_MPS
+    assert moving.r_diag[1] == pytest.approx(position_variance(v) + n_var)
+    at_rest = dec.measurement(T0 + 10.0, 235000001, lat, lon, 0.2, 90.0)
+    assert at_rest.r_diag[0] == position_variance(0.2 * KNOT_MPS) == at_rest.r_diag[1]

@@ -240,3 +240,41 @@ def test_round_trip_property(lat0, lon0, h0, e, n, u) -> None:
     assert np.abs(frame.to_enu(frame.to_geodetic(enu)) - enu).max() < 1e-6
     aer = enu_to_aer(enu)
     assert np.abs(aer_to_enu(aer) - enu).max() < 1e-6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batch_conversion_is_bit_identical_to_the_frame_methods(seed: int) -> None:
+    """`geodetic_batch_into` (one pass, each point's sines and cosines taken once) gives the
+    bits of `LocalFrame.to_enu`, `LocalFrame.rotation_at` and a plain loop of Rt C Rt^T."""
+    from fusion.kernels.frames import congruence3, geodetic_batch_into
+
+    rng = np.random.default_rng(seed)
+    frame = LocalFrame(46.5, 30.7, 12.0)
+    n = 300
+    llh = np.c_[rng.uniform(-89.9, 89.9, n), rng.uniform(-180, 180, n), rng.normal(0, 800, n)]
+    A = rng.normal(size=(n, 3, 3))
+    C = A @ A.transpose(0, 2, 1)
+    pos, Rt, C_out, tr = np.empty((n, 3)), np.empty((n, 3, 3)), np.empty((n, 3, 3)), np.empty(n)
+    assert geodetic_batch_into(llh, C, frame.ecef0, frame.R0, pos, Rt, C_out, tr) == 0
+    assert np.array_equal(pos, frame.to_enu(llh))
+    assert np.array_equal(Rt, frame.rotation_at(llh))
+    ref = np.empty_like(C)
+    for k in range(n):  # the obvious sums, each from 0.0 in index order
+        AC = np.zeros((3, 3))
+        for i in range(3):
+            for j in range(3):
+                s = 0.0
+                for m in range(3):
+                    s += Rt[k, i, m] * C[k, m, j]
+                AC[i, j] = s
+        for i in range(3):
+            for j in range(i, 3):
+                s = 0.0
+                for m in range(3):
+                    s += AC[i, m] * Rt[k, j, m]
+                ref[k, i, j] = ref[k, j, i] = s
+    assert np.array_equal(C_out, ref)
+    assert np.array_equal(tr, ref[:, 0, 0] + ref[:, 1, 1] + ref[:, 2, 2])
+    assert np.array_equal(congruence3(Rt, C)[0], ref)
+    llh[7, 0] = 91.0
+    assert geodetic_batch_into(llh, C, frame.ecef0, frame.R0, pos, Rt, C_out, tr) == 1

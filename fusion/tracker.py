@@ -90,6 +90,8 @@ from fusion.tracker_bursts import burst_parts, combined, subset
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_prune import DuplicatePruner
 from fusion.tracker_repeats import RepeatFilter
+from fusion.tracker_speed_q import track_q_h
+from fusion.tracker_vgate import velocity_gate
 from fusion.tracks import (
     COASTING,
     CONFIRMED,
@@ -648,7 +650,7 @@ class Tracker:
             tab.x,
             tab.P,
             tab.t_s,
-            p["q_h_m2s3"][c_tr],
+            track_q_h(tab, gate_rows, p),  # fusion.tracker_speed_q
             p["q_v_m2s3"][c_tr],
             gate2,
             np.ascontiguousarray(zg),
@@ -665,6 +667,8 @@ class Tracker:
             float(p["grid_cell_m"][int(np.bincount(c_tr).argmax())]),
             alt=self._imm_gate_states(gate_rows, float(t.min())),
         )
+        if meas == MEAS_POS_VEL:  # fusion.tracker_vgate
+            pt, pd, d2 = velocity_gate(tab, gate_rows, pt, pd, d2, z[gate_dets, 3:6], p)
         det_of_track = np.empty(gate_rows.shape[0], np.int64)
         track_of_det = np.empty(gate_dets.shape[0], np.int64)
         clusters = gnn_clusters(
@@ -696,7 +700,7 @@ class Tracker:
         if plain.any():
             r_, c_ = rows[plain], cols[plain]
             cls = tab.cls[r_]
-            predict_per_row(tab.x, tab.P, r_, dt[plain], p["q_h_m2s3"][cls], p["q_v_m2s3"][cls])
+            predict_per_row(tab.x, tab.P, r_, dt[plain], track_q_h(tab, r_, p), p["q_v_m2s3"][cls])
             d2 = np.empty(r_.shape[0])
             update_measurements(meas, tab.x, tab.P, r_, c_, z, R, M, c, d2)
         if imm.any():

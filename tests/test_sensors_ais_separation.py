@@ -119,7 +119,10 @@ def test_ferry_turning_keeps_one_track() -> None:
         meas.append(dec.measurement(t_rx, 235069877, lat, lon, speed / KNOT_MPS, course % 360))
     (k,) = _tracks_of(meas).values()
     assert np.unique(k[k >= 0]).shape[0] == 1
-    (k,) = _tracks_of(meas, {"classes": {"surface": {"vel_check": True}}}).values()
+    # The vetting's failure needs the small noise: with the noise that grows with speed
+    # (fusion.tracker_speed_q) the track's velocity follows the turn and passes it.
+    vetted = {"vel_check": True, "q_h_per_speed2_s": 0.0}
+    (k,) = _tracks_of(meas, {"classes": {"surface": vetted}}).values()
     assert np.unique(k[k >= 0]).shape[0] > 1
 
 
@@ -171,3 +174,58 @@ def test_coarse_grid_variance_only_on_the_grid_and_under_way() -> None:
     assert moving.r_diag[1] == pytest.approx(position_variance(v) + n_var)
     at_rest = dec.measurement(T0 + 10.0, 235000001, lat, lon, 0.2, 90.0)
     assert at_rest.r_diag[0] == position_variance(0.2 * KNOT_MPS) == at_rest.r_diag[1]
+
+
+def _fast_craft(dec: AisDecoder, rng: np.random.Generator) -> list:
+    """A fast craft at 15 m/s reported every 3 s for a minute (its track confirms), then
+    received only every 60-100 s while it turns at 0.1 deg/s."""
+    meas, t, e, n, course = [], 0.0, 0.0, 0.0, 90.0
+    while t < 1_800.0:
+        dt = 3.0 if t < 60.0 else float(rng.uniform(60.0, 100.0))
+        for _ in range(int(dt)):  # 1 s steps of the turn
+            course += 0.1 if t >= 60.0 else 0.0
+            c = math.radians(course)
+            e, n = e + 15.0 * math.sin(c), n + 15.0 * math.cos(c)
+        t += int(dt)
+        lat, lon = _latlon(e + rng.normal(0.0, 1.0), n + rng.normal(0.0, 1.0))
+        meas.append(dec.measurement(T0 + t, 235008564, lat, lon, 15.0 / KNOT_MPS, course % 360))
+    return meas
+
+
+def test_fast_craft_seen_every_minute_or_two_keeps_its_track() -> None:
+    """With the surface class's small process noise alone (q_h_per_speed2_s = 0) its turn
+    takes it hundreds of metres off a prediction whose sigma is tens of metres, and each
+    report starts a new track; the noise that grows with speed (fusion.tracker_speed_q)
+    keeps one track."""
+    rng = np.random.default_rng(2)
+    meas = _fast_craft(AisDecoder(plausibility=False), rng)
+    (k,) = _tracks_of(meas).values()
+    assert np.unique(k[k >= 0]).shape[0] == 1 and (k >= 0).sum() >= len(meas) - 4
+    off = {"classes": {"surface": {"q_h_per_speed2_s": 0.0}}}
+    (k,) = _tracks_of(meas, off).values()
+    assert np.unique(k[k >= 0]).shape[0] != 1 or (k >= 0).sum() < len(meas) - 4
+
+
+def test_moored_track_does_not_take_a_passing_vessels_reports() -> None:
+    """A vessel moored (SOG 0, reports every 3 minutes, as at anchor) and, after its track
+    is confirmed, a vessel passing 25 m from it at 6 m/s (reports every 3 s): the passing
+    vessel's reports fall inside the moored track's 3-minute gate; without the velocity gate
+    (fusion.tracker_vgate) that track takes them."""
+    dec = AisDecoder(plausibility=False)
+    rng = np.random.default_rng(4)
+    meas = []
+    for k in range(12):
+        lat, lon = _latlon(*rng.normal(0.0, 1.0, 2))
+        meas.append(dec.measurement(T0 + 180.0 * k, 235073221, lat, lon, 0.0, 0.0))
+    t_pass = T0 + 180.0 * 6 + 90.0
+    for k in range(40):
+        east = -60.0 + 6.0 * 3.0 * k  # passes the moored vessel at k = 3 or 4
+        lat, lon = _latlon(east + rng.normal(0.0, 1.0), 25.0 + rng.normal(0.0, 1.0))
+        meas.append(dec.measurement(t_pass + 3.0 * k, 235061621, lat, lon, 6.0 / KNOT_MPS, 90.0))
+    moored = _tracks_of(meas)[b"mmsi:235073221"]
+    passing = _tracks_of(meas)[b"mmsi:235061621"]
+    assert not set(passing[passing >= 0].tolist()) & set(moored[moored >= 0].tolist())
+    off = {"classes": {"surface": {"vel_gate_mps": 0.0}}}
+    moored = _tracks_of(meas, off)[b"mmsi:235073221"]
+    passing = _tracks_of(meas, off)[b"mmsi:235061621"]
+    assert set(passing[passing >= 0].tolist()) & set(moored[moored >= 0].tolist())

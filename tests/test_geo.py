@@ -278,3 +278,24 @@ def test_batch_conversion_is_bit_identical_to_the_frame_methods(seed: int) -> No
     assert np.array_equal(congruence3(Rt, C)[0], ref)
     llh[7, 0] = 91.0
     assert geodetic_batch_into(llh, C, frame.ecef0, frame.R0, pos, Rt, C_out, tr) == 1
+
+
+def test_finite_rows_flags_every_non_finite_value() -> None:
+    """The batch check finds an inf or NaN anywhere in a row's t, z or R, and only there."""
+    from fusion.kernels.frames import finite_rows
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        n, m = int(rng.integers(1, 30)), int(rng.integers(1, 7))
+        t, z, R = rng.normal(size=n), rng.normal(size=(n, m)) * 1e300, rng.normal(size=(n, m, m))
+        for arr in (t, z, R):
+            flat = arr.reshape(-1)
+            for _ in range(int(rng.integers(0, 3))):
+                flat[rng.integers(0, flat.size)] = rng.choice([np.inf, -np.inf, np.nan, -0.0])
+        ok = np.empty(n, np.bool_)
+        bad, t_max = finite_rows(t, z, R, ok)
+        want = np.isfinite(t) & np.isfinite(z).all(axis=1) & np.isfinite(R).all(axis=(1, 2))
+        assert np.array_equal(ok, want)
+        assert bad == n - int(want.sum())
+        if want.all():
+            assert t_max == t.max()

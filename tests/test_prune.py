@@ -4,6 +4,7 @@ kernels against slow references on seeded cases, and the behaviour in `Tracker.s
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fusion.geo import LocalFrame
 from fusion.kernels import prune, velocity_check
@@ -55,14 +56,17 @@ def _pairs_reference(rows, t_ref, x, P, t_s, cls, ident, q_h, q_v, d2_max, sep_m
     return out
 
 
-def test_duplicate_pairs_agree_with_a_brute_force_reference():
+@pytest.mark.parametrize("half_side_m", [2_000.0, 400_000.0])
+def test_duplicate_pairs_agree_with_a_brute_force_reference(half_side_m):
+    """Tracks over a few cells of the sweep (its counting sort) and over thousands of them
+    (the comparison sort)."""
     q_h = np.array([1.0, 4.0, 0.01, 0.5])
     q_v = np.array([0.1, 0.03, 1e-4, 0.01])
     for seed in range(12):
         rng = np.random.default_rng(seed)
         n = 60
         x = np.zeros((n, 6))
-        x[:, :2] = rng.uniform(-2_000, 2_000, (n, 2))
+        x[:, :2] = rng.uniform(-half_side_m, half_side_m, (n, 2))
         x[:, 3:5] = rng.normal(0, 5, (n, 2))
         # Near-copies of some tracks (duplicates), some of them stationary.
         for k in range(0, 20, 2):

@@ -87,26 +87,62 @@ def duplicate_pairs(
     # (few, often none: the arrays are allocated on first need).
     xs = np.empty((0, 6))
     Ps = np.empty((0, 6, 6))
-    done = np.zeros(n, np.bool_)
-    dts = np.empty(n)
-    pe = np.empty(n)
-    pn = np.empty(n)
-    keys = np.empty(n, np.int64)
+    # One allocation per dtype, rows as views: this runs on every check, mostly on few tracks.
+    fw = np.empty((3, n))
+    dts, pe, pn = fw[0], fw[1], fw[2]
+    iw = np.empty((2, n), np.int64)
+    keys, order = iw[0], iw[1]
+    bw = np.zeros((2, n), np.bool_)
+    done, moving = bw[0], bw[1]
+    kx_lo = (1 << 21) - 1
+    kx_hi = 0
+    ky_lo = (1 << 21) - 1
+    ky_hi = 0
     for k in range(n):
         r = rows[k]
         dt = max(t_ref_s - t_s[r], 0.0)
         dts[k] = dt
         pe[k] = x[r, 0] + dt * x[r, 3]
         pn[k] = x[r, 1] + dt * x[r, 4]
-        keys[k] = (_cell(pe[k], sep_max_m) << 21) | _cell(pn[k], sep_max_m)
-    if n < (1 << 21):
+        kx = _cell(pe[k], sep_max_m)
+        ky = _cell(pn[k], sep_max_m)
+        keys[k] = (kx << 21) | ky
+        kx_lo = min(kx_lo, kx)
+        kx_hi = max(kx_hi, kx)
+        ky_lo = min(ky_lo, ky)
+        ky_hi = max(ky_hi, ky)
+    nx = kx_hi - kx_lo + 1
+    ny = ky_hi - ky_lo + 1
+    if n and nx + ny <= 4 * n + 256:
+        # Two stable counting sorts (by ky, then by kx) of a few columns and rows of cells:
+        # the stable order of the keys, as the sorts below give it, without their n log n.
+        tmp = np.empty(n, np.int64)
+        cnt = np.zeros(max(nx, ny) + 1, np.int64)
+        for k in range(n):
+            cnt[(keys[k] & ((1 << 21) - 1)) - ky_lo + 1] += 1
+        for c in range(ny):
+            cnt[c + 1] += cnt[c]
+        for k in range(n):
+            c = (keys[k] & ((1 << 21) - 1)) - ky_lo
+            tmp[cnt[c]] = k
+            cnt[c] += 1
+        cnt[: nx + 1] = 0
+        for k in range(n):
+            cnt[(keys[k] >> 21) - kx_lo + 1] += 1
+        for c in range(nx):
+            cnt[c + 1] += cnt[c]
+        for v in range(n):
+            k = tmp[v]
+            c = (keys[k] >> 21) - kx_lo
+            order[cnt[c]] = k
+            cnt[c] += 1
+    elif n < (1 << 21):
         # Keys are below 2^42 (_cell): key * 2^21 + index is unique, so any sort of it gives
         # the stable order of the keys; a quicksort of it is about twice a merge sort's speed.
         comp = np.empty(n, np.int64)
         for k in range(n):
             comp[k] = (keys[k] << 21) | k
         comp.sort()
-        order = np.empty(n, np.int64)
         for k in range(n):
             order[k] = comp[k] & ((1 << 21) - 1)
     else:
@@ -117,11 +153,10 @@ def duplicate_pairs(
     pb = np.empty(cap, np.int64)
     pd = np.empty(cap, np.float64)
     m = 0
-    S = np.empty((6, 6))
-    y = np.empty(6)
+    Sy = np.empty((7, 6))
+    S, y = Sy[:6], Sy[6]
     sep2 = sep_max_m * sep_max_m
     v2_min = min_speed_mps * min_speed_mps
-    moving = np.empty(n, np.bool_)
     for k in range(n):
         moving[k] = not x[rows[k], 3] ** 2 + x[rows[k], 4] ** 2 < v2_min
     # Tracks visited in key order; each pair is looked at once, from the first of the two in
@@ -193,6 +228,8 @@ def duplicate_pairs(
                     pb[m] = rb
                     pd[m] = d2
                     m += 1
+    if m == 0:  # the common case
+        return pa[:0], pb[:0], pd[:0]
     # a is the lower row of each pair: sort by (a, b).
     big = np.int64(x.shape[0])
     o = np.argsort(pa[:m] * big + pb[:m], kind="mergesort")

@@ -668,7 +668,8 @@ class Tracker:
             alt=self._imm_gate_states(gate_rows, float(t.min())),
         )
         if meas == MEAS_POS_VEL:  # fusion.tracker_vgate
-            pt, pd, d2 = velocity_gate(tab, gate_rows, pt, pd, d2, z[gate_dets, 3:6], p)
+            vz, vR = z[gate_dets, 3:6], R[gate_dets, 3:6, 3:6]
+            pt, pd, d2 = velocity_gate(tab, gate_rows, pt, pd, d2, vz, vR, p)
         det_of_track = np.empty(gate_rows.shape[0], np.int64)
         track_of_det = np.empty(gate_dets.shape[0], np.int64)
         clusters = gnn_clusters(

@@ -39,6 +39,10 @@ velocity from SOG and COG when both are available. Choices, documented for the t
   (added at rest too: 141 switches at purity 0.942).
 - R vertical: (50 m)^2; AIS has no height and the sea surface lies within tens of metres of
   the ellipsoid (geoid undulation), so the altitude is weakly informative on purpose.
+- A SOG under 0.5 m/s without a course (COG 360): velocity zero, variance speed^2 + (0.1
+  m/s)^2 per horizontal axis (any direction at that speed): the vessel is at rest, which
+  the velocity gate of the surface class (fusion.tracker_vgate) uses; before, such a report
+  had no velocity.
 - Velocity variance: speed sigma 0.1 m/s (SOG comes in 0.1 kn steps; a moored vessel reports
   0-0.4 kn), course sigma 3 deg (`velocity_variance`).
 
@@ -71,6 +75,10 @@ COARSE_STEPS_PER_DEG = 6000.0
 COARSE_STEP_M = 18.52  # 0.01 nautical mile: 0.01' of latitude
 COARSE_GRID_TOL_STEPS = 1e-6  # float noise of a decimal text; a fine position misses by >= 0.01
 COARSE_MIN_SPEED_MPS = 0.5
+# A vessel reporting SOG under this without a course (COG 360, "not available": 988 Solent
+# reports, nearly all at 0-0.4 kn) is given a zero velocity whose variance covers any
+# direction at its speed: that it is at rest is worth telling the tracker.
+COURSELESS_MAX_SPEED_MPS = 0.5
 MAX_SURFACE_SPEED_MPS = 60.0  # about 117 kn: faster than any vessel, slower than any jump
 MAX_OPEN_GROUPS = 64
 
@@ -334,6 +342,10 @@ class AisDecoder:
             vel_var = velocity_variance(speed, SPEED_SIGMA_MPS, COURSE_SIGMA_DEG, 0.01)
         elif sog_kt is not None and sog_kt < 102.2:
             speed = sog_kt * KNOT_MPS  # a speed without a course still widens the sigma
+            if speed < COURSELESS_MAX_SPEED_MPS:  # at rest the course does not matter
+                vel = (0.0, 0.0, 0.0)
+                h = speed * speed + SPEED_SIGMA_MPS**2  # any direction up to `speed`
+                vel_var = (h, h, 0.01)
         h_var = position_variance(speed)
         e_var = n_var = 0.0
         if speed >= COARSE_MIN_SPEED_MPS:  # at rest the rounding is a fixed offset

@@ -76,6 +76,8 @@ def test_dma_stream_counts_and_values_match_pyais(shared_data):
             if msg.speed > 0:
                 course = math.degrees(math.atan2(m.vel[0], m.vel[1])) % 360
                 assert course == pytest.approx(msg.course, abs=1e-6)
+        elif msg.speed < 102.2 and msg.speed * KNOT_MPS < 0.5:
+            assert m.vel == (0.0, 0.0, 0.0)  # at rest without a course (sensors.ais)
         else:
             assert m.vel is None
         # 2 m floor plus the distance covered in 2 s at the reported speed (sensors.ais),

@@ -229,3 +229,38 @@ def test_moored_track_does_not_take_a_passing_vessels_reports() -> None:
     moored = _tracks_of(meas, off)[b"mmsi:235073221"]
     passing = _tracks_of(meas, off)[b"mmsi:235061621"]
     assert set(passing[passing >= 0].tolist()) & set(moored[moored >= 0].tolist())
+
+
+def test_slow_report_without_course_says_at_rest() -> None:
+    """SOG 0.3 kn with COG 360 ("not available"): a zero velocity whose variance covers any
+    direction at that speed; a faster one without a course has no velocity."""
+    dec = AisDecoder(plausibility=False)
+    m = dec.measurement(T0, 235000001, LAT0 + 1e-5, LON0 + 1e-5, 0.3, 360.0)
+    v = 0.3 * KNOT_MPS
+    assert m.vel == (0.0, 0.0, 0.0)
+    assert m.vel_var[0] == pytest.approx(v * v + 0.1**2) == m.vel_var[1]
+    assert dec.measurement(T0 + 1.0, 235000001, LAT0, LON0, 5.0, 360.0).vel is None
+
+
+def test_velocity_gate_keeps_reports_without_a_velocity() -> None:
+    """A pair whose report carries no usable velocity (variance 1e4, as a batch fills a
+    missing one) is never dropped by the velocity gate; one whose confident velocity differs
+    by 6 m/s is."""
+    from fusion.tracker_config import TrackerConfig
+    from fusion.tracker_vgate import velocity_gate
+    from fusion.tracks import CONFIRMED, TrackTable
+
+    tab = TrackTable(4)
+    slots = tab.alloc(1)
+    tab.status[slots] = CONFIRMED
+    tab.cls[slots] = 2  # surface
+    tab.x[slots] = 0.0
+    tab.set_covariance(slots, np.eye(6)[None] * 0.01)
+    p = TrackerConfig().class_arrays()
+    vel = np.array([[6.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    vel_R = np.stack([np.eye(3) * 0.01, np.eye(3) * 1e4])
+    rows = slots.astype(np.int64)
+    pt, pd = np.zeros(2, np.int64), np.arange(2, dtype=np.int64)
+    vel[1, 0] = 6.0  # the same disagreement, but unknown
+    out_t, out_d, _ = velocity_gate(tab, rows, pt, pd, np.zeros(2), vel, vel_R, p)
+    assert out_d.tolist() == [1]

@@ -89,6 +89,7 @@ from fusion.tracker_batch import theatre_batch
 from fusion.tracker_bursts import burst_parts, combined, subset
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_prune import DuplicatePruner
+from fusion.tracker_reclass import reclass_air_ground
 from fusion.tracker_repeats import RepeatFilter
 from fusion.tracker_speed_q import track_q_h
 from fusion.tracker_vgate import velocity_gate
@@ -449,6 +450,9 @@ class Tracker:
                 new_cls = (tab.cls[rows] == CLS_UNKNOWN) & (dcls[cols] != CLS_UNKNOWN)
                 tab.cls[rows[new_cls]] = dcls[cols[new_cls]]
                 self._start_imm(rows[new_cls])
+                if self.config.reclass_air_ground:
+                    _, to_air = reclass_air_ground(tab, rows, dcls[cols])
+                    self._start_imm(to_air)
 
             # 6. Score the scan for the tracks in coverage and the updated ones.
             updated = np.zeros(tab.capacity, dtype=np.bool_)

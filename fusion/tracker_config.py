@@ -214,6 +214,10 @@ class TrackerConfig:
         well above the spread of one vessel's reports within a second (a few metres, plus
         the speed term); two distinct objects that close are only taken in turn, which
         changes nothing for a sensor whose silence counts no misses.
+    reclass_air_ground: an updated track takes the class of its report when one is air and
+        the other ground (`fusion.tracker_reclass`): a landed aircraft becomes a ground
+        track (ground noise, no IMM), so that parked its gate stays small between re-sent
+        positions instead of taking its neighbours' reports; it is air again on take-off.
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -234,6 +238,7 @@ class TrackerConfig:
     repeat_window_s: float = 30.0
     vel_check_d2: float = 16.27  # chi-square, 3 degrees of freedom, 99.9 %
     burst_sep_m: float = 50.0
+    reclass_air_ground: bool = True
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

@@ -64,6 +64,11 @@ from sensors.sources import open_maybe_gzip
 SIGMA_H_M, SIGMA_BARO_M, SIGMA_GEO_M, SIGMA_NO_ALT_M = 50.0, 100.0, 50.0, 300.0
 SIGMA_SURFACE_M, SURFACE_TIME_SIGMA_S = 10.0, 2.0  # on-ground reports (see the docstring)
 STALE_VEL_S, STALE_MIN_SPEED_MPS = 10.0, 1.0  # stale reported velocities (see the docstring)
+# An on-ground report without a usable velocity takes the speed term of its R from its
+# displacement since the aircraft's previous distinct position, when that is this recent:
+# a take-off roll whose stale velocity was left out would otherwise get R for rest.
+DISPLACEMENT_MAX_S = 3.0
+EARTH_RADIUS_M = 6_371_000.0
 SPEED_SIGMA_MPS, TRACK_SIGMA_DEG, VRATE_SIGMA_MPS = 2.0, 2.0, 1.5
 FPM_MPS = FOOT_M / 60.0
 MAX_AIR_SPEED_MPS = 400.0
@@ -96,6 +101,8 @@ class AdsbDecoder:
         # since STALE_VEL_S is a state vector's stale one (see the module docstring)
         self._vel_seen: dict[bytes, tuple[tuple, float]] = {}
         self._day_cache: dict[bytes, int] = {}
+        # icao -> (t_s, lat, lon, speed) of its last distinct position (on-ground R's speed)
+        self._last_pos: dict[bytes, tuple[float, float, float, float]] = {}
 
     def measurement(
         self,
@@ -139,6 +146,8 @@ class AdsbDecoder:
         else:
             sigma_v = SIGMA_GEO_M if geometric else SIGMA_BARO_M
         self.stats["positions"] += 1
+        if on_ground and vel is None:
+            speed = self._displacement_speed(ident, t_s, lat_deg, lon_deg)
         h_var = surface_variance(speed) if on_ground else SIGMA_H_M**2
         return Measurement(
             KIND_POS,
@@ -150,6 +159,26 @@ class AdsbDecoder:
             vel,
             vel_var,
         )
+
+    def _displacement_speed(self, ident: bytes, t_s: float, lat_deg: float, lon_deg: float):
+        """Ground speed (m/s) from the displacement since this aircraft's previous distinct
+        position, at most DISPLACEMENT_MAX_S old; a re-sent position keeps the last speed
+        that long."""
+        last = self._last_pos.get(ident)
+        if last is not None and last[1] == lat_deg and last[2] == lon_deg:
+            # re-sent: the last speed while recent (then the aircraft has come to rest)
+            return last[3] if t_s - last[0] <= DISPLACEMENT_MAX_S else 0.0
+        speed = 0.0
+        if last is not None and 0.0 < t_s - last[0] <= DISPLACEMENT_MAX_S:
+            north_m = math.radians(lat_deg - last[1]) * EARTH_RADIUS_M
+            east_m = (
+                math.radians(lon_deg - last[2]) * EARTH_RADIUS_M * math.cos(math.radians(lat_deg))
+            )
+            speed = math.hypot(north_m, east_m) / (t_s - last[0])
+        if len(self._last_pos) >= 50_000 and ident not in self._last_pos:
+            self._last_pos.clear()  # bounded memory; a first position gives speed 0
+        self._last_pos[ident] = (t_s, lat_deg, lon_deg, speed)
+        return speed
 
     def _stale_velocity(self, ident: bytes, t_s: float, vel: tuple) -> bool:
         """Whether `vel` repeats, bit for bit, the velocity this aircraft first reported at

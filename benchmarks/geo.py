@@ -21,6 +21,7 @@ from fusion.geo import LocalFrame
 from fusion.kernels.extended import MEAS_POS, update_polar
 from fusion.kernels.imm import imm_init, imm_predict, imm_update
 from fusion.kernels.kalman import position_d2, predict, update_position
+from fusion.kernels.packed import pack
 from fusion.models import ImmModelSet, cv_F, cv_Q
 
 
@@ -71,6 +72,7 @@ def bench_geo(n: int, seed: int = 0) -> dict:
 def bench_filters(n: int, seed: int = 1) -> dict:
     rng = np.random.default_rng(seed)
     x0, P0 = _tracks(rng, n)
+    P0_packed = pack(P0)  # the kernels take the TrackTable's packed covariances
     rows = np.arange(n, dtype=np.int64)
     dt = np.full(n, 1.0)
     z = x0[:, :3] + rng.normal(0, 30, (n, 3))
@@ -78,7 +80,7 @@ def bench_filters(n: int, seed: int = 1) -> dict:
     d2 = np.empty(n)
 
     def fresh():
-        return x0.copy(), P0.copy()
+        return x0.copy(), P0_packed.copy()
 
     # warm up every kernel on the real dtypes
     x, P = fresh()
@@ -111,7 +113,7 @@ def bench_filters(n: int, seed: int = 1) -> dict:
     # IMM of CV + CT(+w) + CT(-w): one predict and one position update per track
     ms = ImmModelSet.cv_ct()
     mu = np.zeros((n, 3))
-    xm, Pm = np.zeros((n, 3, 6)), np.zeros((n, 3, 6, 6))
+    xm, Pm = np.zeros((n, 3, 6)), np.zeros((n, 3, 21))
     x, P = fresh()
     imm_init(x, P, mu, xm, Pm, rows, rows, ms.mu0)
 

@@ -127,7 +127,7 @@ def cv_predict_packed(x: np.ndarray, Pp: np.ndarray, dt_s: float, q_h: float, q_
 
 
 @njit
-def _cholesky_in_place(S: np.ndarray, m: int) -> bool:
+def cholesky_in_place(S: np.ndarray, m: int) -> bool:
     """Lower Cholesky factor of the leading (m, m) block of ``S``, in place; False if not PD."""
     for j in range(m):
         d = S[j, j]
@@ -176,7 +176,7 @@ def _innovation_cov(
             v = s + 0.5 * (R[i, j] + R[j, i])
             L[i, j] = v
             L[j, i] = v
-    if not _cholesky_in_place(L, m):
+    if not cholesky_in_place(L, m):
         return math.inf, False
     logdet = 0.0
     for i in range(m):
@@ -185,7 +185,7 @@ def _innovation_cov(
 
 
 @njit
-def _mahalanobis(L: np.ndarray, y: np.ndarray, m: int, w: np.ndarray) -> float:
+def mahalanobis_sq(L: np.ndarray, y: np.ndarray, m: int, w: np.ndarray) -> float:
     """y^T S^-1 y given the Cholesky factor L of S; ``w`` (m,) receives L^-1 y."""
     d2 = 0.0
     for i in range(m):
@@ -209,7 +209,7 @@ def gate_row(
     logdet, ok = _innovation_cov(P, H, R, m, work)
     if not ok:
         return math.inf, math.inf
-    return _mahalanobis(work[_L], y, m, work[_VEC, 1]), logdet
+    return mahalanobis_sq(work[_L], y, m, work[_VEC, 1]), logdet
 
 
 @njit
@@ -241,7 +241,7 @@ def joseph_update_row(
     AP = work[_AP]
     KR = work[_KR]
     w = work[_VEC, 1]
-    d2 = _mahalanobis(L, y, m, w)
+    d2 = mahalanobis_sq(L, y, m, w)
     if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
         return math.inf, math.inf
     # K = PHt S^-1, row by row: solve L L^T k = PHt[i, :].
@@ -318,12 +318,12 @@ def joseph_select_row(
             v = P[i, j] + 0.5 * (R[i, j] + R[j, i])
             L[i, j] = v
             L[j, i] = v
-    if not _cholesky_in_place(L, m):
+    if not cholesky_in_place(L, m):
         return math.inf, math.inf
     logdet = 0.0
     for i in range(m):
         logdet += 2.0 * math.log(L[i, i])
-    d2 = _mahalanobis(L, y, m, w)
+    d2 = mahalanobis_sq(L, y, m, w)
     if not d2 < math.inf:  # a NaN or infinite measurement must not poison the track
         return math.inf, math.inf
     inv = work[_VEC, 2]  # 1 / L[j, j]: one division per column, as in the Cholesky
@@ -401,12 +401,12 @@ def joseph_position_jacobian_row(
             v += 0.5 * (R[a, b] + R[b, a])
             L[a, b] = v
             L[b, a] = v
-    if not _cholesky_in_place(L, m):
+    if not cholesky_in_place(L, m):
         return math.inf, math.inf
     logdet = 0.0
     for i in range(m):
         logdet += 2.0 * math.log(L[i, i])
-    d2 = _mahalanobis(L, y, m, w)
+    d2 = mahalanobis_sq(L, y, m, w)
     if not d2 < math.inf:
         return math.inf, math.inf
     inv = work[_VEC, 2]  # 1 / L[j, j]: one division per column, as in the Cholesky

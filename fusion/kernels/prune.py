@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from fusion.jit import njit
+from fusion.kernels.kalman import cholesky_in_place, mahalanobis_sq
 from fusion.kernels.lifecycle import COASTING, CONFIRMED, FREE, TENTATIVE, deletion_mask
 from fusion.kernels.packed import unpack_row_into
 from fusion.models import cv_predict_into
@@ -36,32 +37,15 @@ def _cell(v_m, cell_m):
 
 @njit
 def _d2_sum(xa, Pa, xb, Pb, S, y):
-    """(xa - xb)^T (Pa + Pb)^-1 (xa - xb) over the 6 state components (inf if not PD)."""
+    """(xa - xb)^T (Pa + Pb)^-1 (xa - xb) over the 6 state components (inf if not PD);
+    S (6, 6) and y (6,) are scratch."""
     for i in range(6):
         y[i] = xa[i] - xb[i]
         for j in range(6):
             S[i, j] = Pa[i, j] + Pb[i, j]
-    for j in range(6):  # lower Cholesky in place
-        d = S[j, j]
-        for k in range(j):
-            d -= S[j, k] * S[j, k]
-        if not d > 0.0:
-            return np.inf
-        d = math.sqrt(d)
-        S[j, j] = d
-        for i in range(j + 1, 6):
-            s = S[i, j]
-            for k in range(j):
-                s -= S[i, k] * S[j, k]
-            S[i, j] = s / d
-    d2 = 0.0
-    for i in range(6):  # forward substitution: L w = y
-        s = y[i]
-        for k in range(i):
-            s -= S[i, k] * y[k]
-        y[i] = s / S[i, i]
-        d2 += y[i] * y[i]
-    return d2
+    if not cholesky_in_place(S, 6):
+        return np.inf
+    return mahalanobis_sq(S, y, 6, y)
 
 
 @njit

@@ -14,11 +14,10 @@ not used (its covariance is inflated so that the update takes the position alone
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from fusion.jit import njit
+from fusion.kernels.kalman import cholesky_in_place, mahalanobis_sq
 from fusion.kernels.packed import tri
 
 IGNORED_VEL_VAR = 1e12  # (m/s)^2: a velocity with this variance carries no information
@@ -47,29 +46,8 @@ def discount_stale_velocity(rows, cols, t, x, P, t_s, cls, q_h, q_v, z, R, d2_ma
         S[0, 0] += q_h[c] * dt
         S[1, 1] += q_h[c] * dt
         S[2, 2] += q_v[c] * dt
-        ok = True
-        for jj in range(3):  # lower Cholesky in place
-            d = S[jj, jj]
-            for kk in range(jj):
-                d -= S[jj, kk] * S[jj, kk]
-            if not d > 0.0:
-                ok = False
-                break
-            d = math.sqrt(d)
-            S[jj, jj] = d
-            for ii in range(jj + 1, 3):
-                s = S[ii, jj]
-                for kk in range(jj):
-                    s -= S[ii, kk] * S[jj, kk]
-                S[ii, jj] = s / d
-        d2 = 0.0
-        if ok:
-            for ii in range(3):
-                s = y[ii]
-                for kk in range(ii):
-                    s -= S[ii, kk] * y[kk]
-                y[ii] = s / S[ii, ii]
-                d2 += y[ii] * y[ii]
+        ok = cholesky_in_place(S, 3)
+        d2 = mahalanobis_sq(S, y, 3, y) if ok else 0.0
         if not ok or d2 > d2_max:
             for a in range(3):
                 for b in range(3):

@@ -322,14 +322,12 @@ def realtime(
     start_wall_s: float | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-    retime: bool = False,
     sensors: set[str] | None = None,
 ) -> Iterator[Detections | Heartbeat]:
     """Yields the scenario's messages at wall-clock pace: a message is released when
     `speed` x the elapsed wall time passes its arrival time (scenario start = `start_wall_s`
-    on `clock`, default now). With `retime`, times are shifted so that the scenario starts at
-    the current epoch time (a live demo), keeping the relative timing. `sensors` restricts
-    the output to some sensor ids (one adapter per sensor)."""
+    on `clock`, default now). `sensors` restricts the output to some sensor ids (one adapter
+    per sensor)."""
     if speed <= 0:
         raise ValueError("speed must be positive")
     sim = SimSensors(scenario)
@@ -341,30 +339,10 @@ def realtime(
     # The clock starts once the messages exist: simulating takes seconds, and starting the
     # clock before would release that many seconds (times `speed`) of scenario in one burst.
     start = clock() if start_wall_s is None else start_wall_s
-    shift = (time.time() - scenario.t0_s) if retime else 0.0
     while heap:
         arrival, _, m = heapq.heappop(heap)
         due = start + (arrival - scenario.t0_s) / speed
         wait = due - clock()
         if wait > 0:
             sleep(wait)
-        yield _shifted(m.msg, shift) if shift else m.msg
-
-
-def _shifted(msg: Detections | Heartbeat, shift_s: float) -> Detections | Heartbeat:
-    if isinstance(msg, Heartbeat):
-        return Heartbeat(msg.sensor, msg.t_s + shift_s, msg.status, msg.site, msg.coverage)
-    return Detections(
-        sensor=msg.sensor,
-        seq=msg.seq,
-        kind=msg.kind,
-        t=msg.t + shift_s,
-        z=msg.z,
-        R=msg.R,
-        site=msg.site,
-        vel=msg.vel,
-        vel_R=msg.vel_R,
-        ident=msg.ident,
-        cls=msg.cls,
-        meta=msg.meta,
-    )
+        yield m.msg

@@ -525,7 +525,7 @@ class Tracker:
             res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
             tab.free(gone)
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
-            merged = self._pruner.check(tab, p, self.t_now_s)
+            merged = self._pruner.check(tab, p, self.t_now_s, self._ident_words())
             if merged.shape[0]:
                 res.deleted_ids = np.concatenate([res.deleted_ids, tab.id[merged]])
                 tab.free(merged)

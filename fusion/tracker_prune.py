@@ -21,7 +21,7 @@ import numpy as np
 
 from fusion.kernels.gating import ident_words
 from fusion.kernels.prune import firm_duplicate_pairs
-from fusion.tracks import CONFIRMED, TrackTable
+from fusion.tracks import TrackTable
 
 _NONE = np.zeros(0, np.int64)
 
@@ -43,33 +43,22 @@ class DuplicatePruner:
     def due(self, t_now_s: float) -> bool:
         return self.checks > 0 and t_now_s - self.last_check_s >= self.every_s
 
-    def check(self, tab: TrackTable, p: dict[str, np.ndarray], t_now_s: float) -> np.ndarray:
-        """One check at t_now_s; returns the table slots to delete (merged into their pair)."""
+    def check(
+        self,
+        tab: TrackTable,
+        p: dict[str, np.ndarray],
+        t_now_s: float,
+        tw: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One check at t_now_s; returns the table slots to delete (merged into their pair).
+        tw: `ident_words(tab.ident)` when the caller keeps it (the tracker does)."""
         self.last_check_s = t_now_s
-        still = p["merge_stationary"]
-        # The kernel's speed floor only when no class merges stationary pairs (the common,
-        # cheaper case); otherwise all pairs come back and the floor is applied per class.
-        any_still = bool(still.any()) and bool(still[tab.cls[tab.status >= CONFIRMED]].any())
+        # The per-class rule of stationary pairs (merge_stationary) is applied in the kernel.
         a, b, _ = firm_duplicate_pairs(
-            tab.status,
-            t_now_s,
-            tab.x,
-            tab.P,
-            tab.t_s,
-            tab.cls,
-            ident_words(tab.ident),
-            p["q_h_m2s3"],
-            p["q_v_m2s3"],
-            self.d2_max,
-            self.sep_m,
-            0.0 if any_still else self.min_speed_mps,
-        )
-        if any_still and a.shape[0]:
-            v2 = tab.x[:, 3] ** 2 + tab.x[:, 4] ** 2
-            v2_min = self.min_speed_mps**2
-            both_still = still[tab.cls[a]] & still[tab.cls[b]]
-            ok = both_still | ((v2[a] >= v2_min) & (v2[b] >= v2_min))
-            a, b = a[ok], b[ok]
+            tab.status, t_now_s, tab.x, tab.P, tab.t_s, tab.cls,
+            ident_words(tab.ident) if tw is None else tw, p["q_h_m2s3"], p["q_v_m2s3"],
+            self.d2_max, self.sep_m, self.min_speed_mps, p["merge_stationary"],
+        )  # fmt: skip
         if a.shape[0] == 0:  # the common case: nothing to count
             self.counts = {}
             return _NONE

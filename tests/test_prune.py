@@ -9,6 +9,7 @@ import pytest
 from fusion.geo import LocalFrame
 from fusion.kernels import prune, velocity_check
 from fusion.kernels.gating import ident_words
+from fusion.kernels.packed import pack
 from fusion.kernels.prune import tentative_timeouts
 from fusion.kernels.velocity_check import IGNORED_VEL_VAR
 from fusion.messages import CLS_AIR, Detections
@@ -86,6 +87,47 @@ def test_duplicate_pairs_agree_with_a_brute_force_reference(half_side_m):
         assert [(int(i), int(j)) for i, j in zip(a, b, strict=True)] == [r[:2] for r in ref]
         assert np.allclose(d2, [r[2] for r in ref], rtol=1e-9)
         assert (8, 9) not in [r[:2] for r in ref]
+
+
+@pytest.mark.parametrize("still_classes", [(), (2,), (1, 2)])
+def test_firm_duplicate_pairs_apply_the_stationary_rule_per_class(still_classes):
+    """The firm slots' pairs, with the speed floor waived for a pair of two tracks whose
+    classes merge stationary duplicates (`ClassParams.merge_stationary`): against the brute
+    force over the firm slots without a floor, then the rule applied pair by pair."""
+    q_h = np.array([1.0, 4.0, 0.01, 0.5])
+    q_v = np.array([0.1, 0.03, 1e-4, 0.01])
+    still = np.zeros(4, np.bool_)
+    still[list(still_classes)] = True
+    slow_pairs = 0
+    for seed in range(12):
+        rng = np.random.default_rng(100 + seed)
+        n = 60
+        x = np.zeros((n, 6))
+        x[:, :2] = rng.uniform(-2_000.0, 2_000.0, (n, 2))
+        x[:, 3:5] = rng.normal(0, 5, (n, 2))
+        for k in range(0, 30, 2):  # near-copies, a third of them at rest
+            x[k + 1] = x[k] + rng.normal(0, 3, 6)
+            if k % 3 == 0:
+                x[k : k + 2, 3:5] = rng.normal(0, 0.3, (2, 2))
+        P = _spd(rng, n, 3.0)
+        t_s = T0 + rng.uniform(-3, 0, n)
+        cls = rng.integers(0, 4, n).astype(np.uint8)
+        status = rng.integers(0, 4, n).astype(np.uint8)  # free, tentative, confirmed, coasting
+        ident = np.zeros(n, dtype="S24")
+        a, b, d2 = prune.firm_duplicate_pairs(
+            status, T0, x, pack(P), t_s, cls, ident_words(ident), q_h, q_v, 16.81, 500.0, 2.0,
+            still,
+        )  # fmt: skip
+        rows = np.flatnonzero(status >= 2).astype(np.int64)
+        ref = _pairs_reference(rows, T0, x, P, t_s, cls, ident, q_h, q_v, 16.81, 500.0, 0.0)
+        fast = np.hypot(x[:, 3], x[:, 4]) >= 2.0
+        both_still = [still[cls[r[0]]] and still[cls[r[1]]] for r in ref]
+        ref = [r for r, s in zip(ref, both_still, strict=True) if s or fast[r[0]] and fast[r[1]]]
+        assert [(int(i), int(j)) for i, j in zip(a, b, strict=True)] == [r[:2] for r in ref]
+        assert np.allclose(d2, [r[2] for r in ref], rtol=1e-9)
+        slow_pairs += sum(not (fast[r[0]] and fast[r[1]]) for r in ref)
+    # Pairs at rest are found exactly when some class merges them.
+    assert (slow_pairs > 0) == (still_classes != ())
 
 
 def test_tentative_timeouts_only_for_tracks_of_silent_sensors():

@@ -280,17 +280,41 @@ def deleted_slots(
 
 @njit
 def firm_duplicate_pairs(
-    status, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m, min_speed_mps
-):
+    status, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m, min_speed_mps,
+    still,
+):  # fmt: skip
     """`duplicate_pairs` over the firm (confirmed or coasting) slots, ascending; no pairs
-    when there are fewer than two."""
+    when there are fewer than two.
+
+    still (n_classes,) bool: the classes whose stationary duplicates merge too
+    (`ClassParams.merge_stationary`). When no firm track is of such a class (the common
+    case), the speed floor min_speed_mps is applied inside `duplicate_pairs`; otherwise every
+    pair comes back from it and a pair is kept when both tracks are of such classes or both
+    move at min_speed_mps (the per-class rule, in one pass here rather than a numpy pass over
+    the table per check)."""
     rows = np.empty(status.shape[0], np.int64)
     n = 0
+    any_still = False
     for r in range(status.shape[0]):
         if status[r] == CONFIRMED or status[r] == COASTING:
             rows[n] = r
             n += 1
+            if still[cls[r]]:
+                any_still = True
     rows = rows[: n if n >= 2 else 0]
-    return duplicate_pairs(
-        rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m, min_speed_mps
-    )
+    a, b, d2 = duplicate_pairs(
+        rows, t_ref_s, x, P, t_s, cls, ident_words, q_h, q_v, d2_max, sep_max_m,
+        0.0 if any_still else min_speed_mps,
+    )  # fmt: skip
+    if not any_still or a.shape[0] == 0:
+        return a, b, d2
+    v2_min = min_speed_mps * min_speed_mps
+    keep = np.empty(a.shape[0], np.bool_)
+    for k in range(a.shape[0]):
+        ra = a[k]
+        rb = b[k]
+        both_still = still[cls[ra]] and still[cls[rb]]
+        fast_a = x[ra, 3] * x[ra, 3] + x[ra, 4] * x[ra, 4] >= v2_min
+        fast_b = x[rb, 3] * x[rb, 3] + x[rb, 4] * x[rb, 4] >= v2_min
+        keep[k] = both_still or (fast_a and fast_b)
+    return a[keep], b[keep], d2[keep]

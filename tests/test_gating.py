@@ -8,6 +8,7 @@ import pytest
 from fusion.geo import LocalFrame, aer_to_enu, enu_to_aer
 from fusion.kernels import gating
 from fusion.kernels.gating import MODE_BEARING, MODE_POLAR, MODE_POS, ident_words
+from fusion.kernels.packed import pack
 from fusion.models import cv_F, cv_Q
 from tests.packedkit import symmetric, via_packed
 
@@ -205,3 +206,80 @@ def test_polar_and_bearing_gate_match_brute_force(mode, m):
     assert set(got) == set(ref)
     for k, v in ref.items():
         assert got[k] == pytest.approx(v, rel=1e-4, abs=1e-6)
+
+
+def _edge_detections(rng, x, P, t, rows, q_h, q_v, gate2, det_t, R):
+    """For each track, detections on its gate's extreme points along east and north (where
+    a per-axis bound is tight), just inside and just outside the gate, at the given times."""
+    z, tt, RR = [], [], []
+    for i, ti in enumerate(rows):
+        for _ in range(2):
+            k = int(rng.integers(0, det_t.shape[0]))
+            dt = det_t[k] - t[ti]
+            F = cv_F(dt)
+            xp = F @ x[ti]
+            S = (F @ P[ti] @ F.T + cv_Q(dt, q_h[i], q_v[i]))[:3, :3] + R[k]
+            for a in (0, 1):
+                for scale in (1.0 - 1e-7, 1.0 + 1e-7):
+                    d2 = gate2[i] * scale
+                    y = np.sqrt(d2) * S[:, a] / np.sqrt(S[a, a]) * rng.choice([-1.0, 1.0])
+                    z.append(xp[:3] + y)
+                    tt.append(det_t[k])
+                    RR.append(R[k])
+    return np.array(z), np.array(tt), np.array(RR)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pos_gate_bounds_keep_every_pair_of_the_full_test(seed):
+    """`gate_pairs_pos` skips candidates by exact bounds (a per-axis search box, a per-axis
+    test before the Cholesky); `gate_pairs` computes every candidate's full distance. With
+    wide new-track gates (100 m/s velocity sigma), detections of several times and
+    covariances, and detections on each gate's extreme points along east and north just
+    inside and just outside it: the same pairs, bit-identical distances."""
+    rng = np.random.default_rng(1000 + seed)
+    n_t, n_k = 40, 6
+    x = np.zeros((n_t, 6))
+    x[:, :2] = rng.uniform(-4000, 4000, size=(n_t, 2))
+    x[:, 3:5] = rng.normal(0, 30, size=(n_t, 2))
+    A = rng.normal(size=(n_t, 6, 6)) * 0.3
+    scale = np.array([20.0, 20.0, 20.0, 100.0, 100.0, 20.0])
+    P = np.einsum("nij,nkj->nik", A, A) + np.eye(6)[None]
+    P = symmetric(P * scale[None, :, None] * scale[None, None, :])
+    t = rng.uniform(0.0, 1.0, size=n_t)
+    rows = np.sort(rng.choice(n_t, size=30, replace=False)).astype(np.int64)
+    q_h = rng.uniform(0.5, 5, size=rows.shape[0])
+    q_v = rng.uniform(0.01, 1, size=rows.shape[0])
+    gate2 = rng.choice([11.34, 16.27], size=rows.shape[0])
+    det_t = np.sort(rng.uniform(2.0, 2.0 if seed % 2 else 4.0, size=n_k))  # one time or a span
+    B = rng.normal(size=(n_k, 3, 3))
+    R_k = symmetric(np.einsum("nij,nkj->nik", B, B) * 100.0 + np.eye(3)[None] * 400.0)
+    z, tt, R = _edge_detections(rng, x, P, t, rows, q_h, q_v, gate2, det_t, R_k)
+    # Clutter anywhere too.
+    n_c = 60
+    k = rng.integers(0, n_k, size=n_c)
+    z = np.vstack([z, np.c_[rng.uniform(-5000, 5000, size=(n_c, 2)), rng.normal(0, 30, n_c)]])
+    tt = np.concatenate([tt, det_t[k]])
+    R = np.concatenate([R, R_k[k]])
+    n_d = z.shape[0]
+    tr = np.trace(R, axis1=1, axis2=2).copy()
+    Pp = pack(P)
+    none_t, none_d = ident_words(np.zeros(n_t, "S24")), ident_words(np.zeros(n_d, "S24"))
+    eye, zero = np.eye(3), np.zeros(3)
+    cap = 20 * (n_t + n_d)
+    zeros = np.zeros(rows.shape[0], np.int64)
+    for cell in (150.0, 1000.0, 5000.0):
+        outs = [np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap)]
+        n = gating.gate_pairs_pos(
+            rows, x, Pp, t, q_h, q_v, gate2, z, R, tt, none_t, none_d, cell, *outs
+        )
+        fast = _as_dict(*(o[:n] for o in outs))
+        outs = [np.empty(cap, np.int64), np.empty(cap, np.int64), np.empty(cap)]
+        n = gating.gate_pairs(
+            MODE_POS, rows, x, Pp, t, zeros, zeros, np.zeros((0, 6)), np.zeros((0, 21)),
+            np.zeros(0), q_h, q_v, gate2, z, R, tt, z, tr, eye, zero, none_t, none_d, cell,
+            *outs,
+        )  # fmt: skip
+        full = _as_dict(*(o[:n] for o in outs))
+        assert fast == full, f"cell {cell}"  # same pairs, bit-identical distances
+        # The points just inside each gate are in it; those just outside are not.
+        assert len(full) >= 2 * 2 * rows.shape[0]

@@ -18,7 +18,11 @@ The search radius is sqrt(gamma * tr(S_max)) + |v_h| * half_span, where tr(S_max
 trace of the innovation covariance over the batch's time span (the trace is convex in dt, so
 its maximum is at an end) and of any detection's covariance; since d2 <= gamma implies
 |y|^2 <= gamma * lambda_max(S) <= gamma * tr(S), no pair inside the gate is ever missed
-(`tests/test_gating.py` checks it against brute force).
+(`tests/test_gating.py` checks it against brute force). The position-only kernel
+`gate_pairs_pos` searches a box of half-widths sqrt(gamma * S_aa,max) + |v_a| * half_span per
+axis instead (d2 <= gamma implies y_a^2 <= gamma * S_aa, the extent of the gate's ellipsoid
+along axis a), half the area of the trace's square for a new track, whose vertical variance
+is small.
 
 Measurement kinds (`mode`): MODE_POS, z is a theatre ENU position (m); MODE_POLAR, z is
 (range_m, az_rad, el_rad) from a sensor whose frame is `p_s = M p + c`; MODE_BEARING, z is
@@ -45,7 +49,7 @@ MODE_POS, MODE_POLAR, MODE_BEARING = 0, 1, 2
 
 _KEY_OFFSET = 1 << 30
 _KEY_ROW = 1 << 31
-# Relative slack of the exact bounds that skip work (the trace bound of `_d2_pos`, the search
+# Relative slack of the exact bounds that skip work (the per-axis test of `_d2_pos`, the search
 # box of `gate_pairs_pos`): they must never drop a pair the full test keeps, rounding included.
 _BOUND_SLACK = 1.0 + 1e-9
 
@@ -56,7 +60,7 @@ def ident_words(ident: np.ndarray) -> np.ndarray:
     return a.view(np.uint64).reshape(a.shape[0], 3)
 
 
-@njit
+@njit(inline="always")
 def _ident_forbidden(tw, i, dw, j):
     t_has = tw[i, 0] != 0 or tw[i, 1] != 0 or tw[i, 2] != 0
     d_has = dw[j, 0] != 0 or dw[j, 1] != 0 or dw[j, 2] != 0
@@ -202,15 +206,18 @@ def _pp(P, r, a, b, dt):
     )
 
 
-@njit
+@njit(inline="always")
 def _d2_pos(x, P, r, dt, q_h, q_v, z, R, j, gate2):
     """The position case of `mahalanobis2` after `predict_pos_into`, in scalars: it runs on
-    every candidate pair, so no scratch arrays and a 3x3 Cholesky spelled out.
+    every candidate pair, so no scratch arrays and a 3x3 Cholesky spelled out (and inlined
+    into the loops that call it).
 
     A pair that cannot be inside the gate gate2 (pass inf for none) returns inf without the
-    Cholesky: d2 >= |y|^2 / lambda_max(S) >= |y|^2 / tr(S), so |y|^2 > gate2 tr(S) means
-    d2 > gate2 (with a relative margin of 1e-9 against rounding, so no pair the full
-    computation would keep is ever dropped). Most candidates of a wide gate end here."""
+    Cholesky: d2 >= y_a^2 / S_aa for each axis a (Cauchy-Schwarz in the S^-1 inner product),
+    so y_a^2 > gate2 S_aa on any axis means d2 > gate2 (with a relative margin of 1e-9
+    against rounding, so no pair the full computation would keep is ever dropped). Never
+    weaker than the trace bound |y|^2 > gate2 tr(S) it replaces (the largest of the three
+    ratios is at least the ratio of the sums). Most candidates of a wide gate end here."""
     q3 = dt * dt * dt / 3.0
     s00 = _pp(P, r, 0, 0, dt) + q_h * q3 + R[j, 0, 0]
     s11 = _pp(P, r, 1, 1, dt) + q_h * q3 + R[j, 1, 1]
@@ -218,8 +225,8 @@ def _d2_pos(x, P, r, dt, q_h, q_v, z, R, j, gate2):
     y0 = z[j, 0] - (x[r, 0] + dt * x[r, 3])
     y1 = z[j, 1] - (x[r, 1] + dt * x[r, 4])
     y2 = z[j, 2] - (x[r, 2] + dt * x[r, 5])
-    tr = s00 + s11 + s22
-    if tr > 0.0 and y0 * y0 + y1 * y1 + y2 * y2 > gate2 * tr * _BOUND_SLACK:
+    g = gate2 * _BOUND_SLACK
+    if gate2 < math.inf and (y0 * y0 > g * s00 or y1 * y1 > g * s11 or y2 * y2 > g * s22):
         return math.inf
     s10 = _pp(P, r, 1, 0, dt) + R[j, 1, 0]
     s20 = _pp(P, r, 2, 0, dt) + R[j, 2, 0]
@@ -507,7 +514,7 @@ def gate_pairs(
 
 @njit
 def gate_pairs_pos(
-    rows, x, P, t_s, q_h, q_v, gate2, z, R, det_t, det_tr, tw, dw, cell_m, out_t, out_d, out_c
+    rows, x, P, t_s, q_h, q_v, gate2, z, R, det_t, tw, dw, cell_m, out_t, out_d, out_c
 ):
     """`gate_pairs` for the common case, specialised: position measurements (z in theatre
     ENU, also the grid positions) and every track gated from the table. The same pairs (in
@@ -524,13 +531,15 @@ def gate_pairs_pos(
     cy = np.empty(nd, np.int64)
     t_lo = det_t[0]
     t_hi = det_t[0]
-    tr_max = 0.0
+    r_e_max = 0.0  # the largest east and north variances of the detections
+    r_n_max = 0.0
     for j in range(nd):
         cx[j] = int(math.floor(z[j, 0] / cell_m))
         cy[j] = int(math.floor(z[j, 1] / cell_m))
         t_lo = min(t_lo, det_t[j])
         t_hi = max(t_hi, det_t[j])
-        tr_max = max(tr_max, det_tr[j])
+        r_e_max = max(r_e_max, R[j, 0, 0])
+        r_n_max = max(r_n_max, R[j, 1, 1])
     x0 = cx.min()
     y0 = cy.min()
     nx = cx.max() - x0 + 1
@@ -581,22 +590,31 @@ def gate_pairs_pos(
         ti = rows[i]
         dt_a = max(t_lo - t_s[ti], 0.0)
         dt_b = max(t_hi - t_s[ti], 0.0)
-        tr_pp = pos_trace(P, ti, dt_a, q_h[i], q_v[i])
+        # Every pair in the gate lies within rad_e of e0 east and rad_n of n0 north: on each
+        # axis |y_a| <= sqrt(gate2 S_aa) (see `_d2_pos`), S_aa at most the predicted variance
+        # at an end of the batch's time span (it is convex in dt) plus the largest detection
+        # variance, and the prediction moves by |v_a| dt from the span's middle. Candidates
+        # of the cells' corners, or of a brute-force scan, outside the box are skipped before
+        # any arithmetic.
+        q3 = dt_a * dt_a * dt_a / 3.0
+        v_e = _pp(P, ti, 0, 0, dt_a) + q_h[i] * q3
+        v_n = _pp(P, ti, 1, 1, dt_a) + q_h[i] * q3
         if dt_b != dt_a:  # a batch of one time (a scan) needs one
-            tr_pp = max(tr_pp, pos_trace(P, ti, dt_b, q_h[i], q_v[i]))
-        vh = math.sqrt(x[ti, 3] * x[ti, 3] + x[ti, 4] * x[ti, 4])
-        radius = math.sqrt(gate2[i] * (tr_pp + tr_max)) + vh * 0.5 * (dt_b - dt_a)
+            q3 = dt_b * dt_b * dt_b / 3.0
+            v_e = max(v_e, _pp(P, ti, 0, 0, dt_b) + q_h[i] * q3)
+            v_n = max(v_n, _pp(P, ti, 1, 1, dt_b) + q_h[i] * q3)
+        half_s = 0.5 * (dt_b - dt_a)
+        rad_e = math.sqrt(gate2[i] * (v_e + r_e_max)) + abs(x[ti, 3]) * half_s
+        rad_n = math.sqrt(gate2[i] * (v_n + r_n_max)) + abs(x[ti, 4]) * half_s
         dt_mid = 0.5 * (dt_a + dt_b)
         e0 = x[ti, 0] + dt_mid * x[ti, 3]
         n0 = x[ti, 1] + dt_mid * x[ti, 4]
-        # Every pair in the gate lies within `radius` of (e0, n0) on each axis (the bound the
-        # cells are chosen by): candidates of the cells' corners, or of a brute-force scan,
-        # outside it are skipped before any arithmetic.
-        box = radius * _BOUND_SLACK + 1e-6
-        ix_lo = int(math.floor((e0 - radius) / cell_m))
-        ix_hi = int(math.floor((e0 + radius) / cell_m))
-        iy_lo = int(math.floor((n0 - radius) / cell_m))
-        iy_hi = int(math.floor((n0 + radius) / cell_m))
+        box_e = rad_e * _BOUND_SLACK + 1e-6
+        box_n = rad_n * _BOUND_SLACK + 1e-6
+        ix_lo = int(math.floor((e0 - box_e) / cell_m))
+        ix_hi = int(math.floor((e0 + box_e) / cell_m))
+        iy_lo = int(math.floor((n0 - box_n) / cell_m))
+        iy_hi = int(math.floor((n0 + box_n) / cell_m))
         if dense:
             ix_lo = max(ix_lo, x0)
             ix_hi = min(ix_hi, x0 + nx - 1)
@@ -618,7 +636,7 @@ def gate_pairs_pos(
                 a = _lower_bound(skeys, base + iy_lo)
                 b = _lower_bound(skeys, base + iy_hi + 1)
             for q in range(a, b):
-                if abs(zs[q, 0] - e0) > box or abs(zs[q, 1] - n0) > box:
+                if abs(zs[q, 0] - e0) > box_e or abs(zs[q, 1] - n0) > box_n:
                     continue
                 if _ident_forbidden(tw, ti, dws, q):
                     continue
@@ -685,7 +703,6 @@ def gate(
                 z,
                 R,
                 det_t,
-                det_tr,
                 track_ident_words,
                 det_ident_words,
                 float(cell_m),

@@ -25,7 +25,7 @@ CONFIRMED, COASTING = 2, 3
 
 @njit
 def _gate_assign(
-    gate_rows, gate_dets, nd_all, x, P, t_s, cls, tw, z, R, t, det_tr, gate2_cls, q_h_cls, q_v_cls,
+    gate_rows, gate_dets, nd_all, x, P, t_s, cls, tw, z, R, t, gate2_cls, q_h_cls, q_v_cls,
     cell_cls, out_rows, out_cols, n_out,
 ):  # fmt: skip
     """Gate `gate_rows` against `gate_dets` (indices into the batch) and solve GNN per cluster;
@@ -50,16 +50,14 @@ def _gate_assign(
             best = c
     cell_m = cell_cls[best]
     if nd == nd_all:
-        zg, Rg, tg, trg = z, R, t, det_tr
+        zg, Rg, tg = z, R, t
     else:
         zg = np.empty((nd, 3))
         Rg = np.empty((nd, 3, 3))
         tg = np.empty(nd)
-        trg = np.empty(nd)
         for q in range(nd):
             j = gate_dets[q]
             tg[q] = t[j]
-            trg[q] = det_tr[j]
             for a in range(3):
                 zg[q, a] = z[j, a]
                 for b in range(3):
@@ -71,7 +69,7 @@ def _gate_assign(
         pd = np.empty(cap, np.int64)
         d2 = np.empty(cap, np.float64)
         n = gate_pairs_pos(
-            gate_rows, x, P, t_s, q_h, q_v, gate2, zg, Rg, tg, trg, tw, dw, cell_m, pt, pd, d2
+            gate_rows, x, P, t_s, q_h, q_v, gate2, zg, Rg, tg, tw, dw, cell_m, pt, pd, d2
         )
         if n <= cap:
             break
@@ -163,7 +161,7 @@ def scan_pos(
                 q += 1
         n0 = n_out
         n_out, p_, c_ = _gate_assign(
-            gate_rows, gate_dets, nd_all, x, P, t_s, cls, tw, z, R, t, det_tr, gate2_cls,
+            gate_rows, gate_dets, nd_all, x, P, t_s, cls, tw, z, R, t, gate2_cls,
             q_h_cls, q_v_cls, cell_cls, out_rows, out_cols, n_out,
         )  # fmt: skip
         pairs += p_

@@ -174,6 +174,11 @@ class Tracker:
         self._idw_src: np.ndarray | None = None
         self._idw = np.zeros((0, 3), np.uint64)
         self._adopted = np.empty(0, np.int64)
+        # Duplicate pairs found by the fused scan kernel (_scan_step_pos): the first
+        # _dup_n of each, -1 when that step did not look for them.
+        self._dup_a = np.empty(64, np.int64)
+        self._dup_b = np.empty(64, np.int64)
+        self._dup_n = -1
         # Cell of the table's spatial order (fusion.kernels.scan.spatial_order): the gating
         # grid's cell of the default class.
         self._order_cell_m = float(self._p["grid_cell_m"][CLS_UNKNOWN])
@@ -525,7 +530,13 @@ class Tracker:
             res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
             tab.free(gone)
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
-            merged = self._pruner.check(tab, p, self.t_now_s, self._ident_words())
+            n_dup = self._dup_n if plain else -1
+            if n_dup >= 0:  # found by the scan kernel
+                merged = self._pruner.merge(
+                    tab, self._dup_a[:n_dup], self._dup_b[:n_dup], self.t_now_s
+                )
+            else:
+                merged = self._pruner.check(tab, p, self.t_now_s, self._ident_words())
             if merged.shape[0]:
                 res.deleted_ids = np.concatenate([res.deleted_ids, tab.id[merged]])
                 tab.free(merged)
@@ -562,11 +573,12 @@ class Tracker:
 
     def _scan_step_pos(self, res, cov, t_batch, usable, z, R, t, det_tr, dcls, kind_bits, bit):
         """Steps 3 to 8 of a plain position batch (no identity, velocity or class, no IMM
-        track) in one kernel call; returns the deleted slots."""
-        tab, p = self.table, self._p
+        track) in one kernel call, with the duplicate pairs when a check is due (in
+        self._dup_a, _dup_b, _dup_n); returns the deleted slots."""
+        tab, p, pr = self.table, self._p, self._pruner
         stats = self._stats
         site = _ZERO3 if cov.site_enu is None else cov.site_enu
-        n_rows, k, confirmed, ids, gone = scan_step_pos(
+        n_rows, k, confirmed, ids, gone, self._dup_n = scan_step_pos(
             cov.site_enu is not None, site, cov.max_range_m**2, t_batch, usable, z, R, t,
             det_tr, dcls, kind_bits, bit, cov.counts_misses, CLS_UNKNOWN, p["gate2_pos"],
             p["q_h_m2s3"], p["q_v_m2s3"], p["grid_cell_m"], p["confirm_m"], p["confirm_n"],
@@ -575,8 +587,13 @@ class Tracker:
             p["max_coast_s"], p["max_pos_sigma_m"], p["tentative_coast_s"], tab.id, tab.x,
             tab.P, tab.t_s, tab.t0_s, tab.status, tab.cls, tab.hist, tab.nscan, tab.misses,
             tab.hits, self._ident_words(), tab.sensors, tab.kinds, tab.imm_slot, tab.imm_used,
-            self._adopted_buffer(t.shape[0]), stats,
+            self._adopted_buffer(t.shape[0]), stats, pr.due(self.t_now_s), pr.d2_max, pr.sep_m,
+            pr.min_speed_mps, p["merge_stationary"], self._dup_a, self._dup_b,
         )  # fmt: skip
+        if self._dup_n > self._dup_a.shape[0]:  # not written: the check runs on its own
+            self._dup_a = np.empty(2 * self._dup_n, np.int64)
+            self._dup_b = np.empty(2 * self._dup_n, np.int64)
+            self._dup_n = -1
         res.pairs, res.clusters, res.late, res.confirmed, _ = stats.tolist()
         res.assigned = n_rows
         if k < 0:  # the scan is done; the births need room first

@@ -52,13 +52,20 @@ class DuplicatePruner:
     ) -> np.ndarray:
         """One check at t_now_s; returns the table slots to delete (merged into their pair).
         tw: `ident_words(tab.ident)` when the caller keeps it (the tracker does)."""
-        self.last_check_s = t_now_s
         # The per-class rule of stationary pairs (merge_stationary) is applied in the kernel.
         a, b, _ = firm_duplicate_pairs(
             tab.status, t_now_s, tab.x, tab.P, tab.t_s, tab.cls,
             ident_words(tab.ident) if tw is None else tw, p["q_h_m2s3"], p["q_v_m2s3"],
             self.d2_max, self.sep_m, self.min_speed_mps, p["merge_stationary"],
         )  # fmt: skip
+        return self.merge(tab, a, b, t_now_s)
+
+    def merge(self, tab: TrackTable, a: np.ndarray, b: np.ndarray, t_now_s: float) -> np.ndarray:
+        """The check at t_now_s of the pairs (a, b) that `firm_duplicate_pairs` found in `tab`
+        (with this pruner's thresholds; the tracker's fused scan kernel finds them in the same
+        call as the scan): counts them, merges those found often enough; returns the table
+        slots to delete."""
+        self.last_check_s = t_now_s
         if a.shape[0] == 0:  # the common case: nothing to count
             self.counts = {}
             return _NONE

@@ -16,6 +16,7 @@ from fusion.messages import CLS_AIR, Detections
 from fusion.models import cv_predict_into
 from fusion.tracker import Tracker
 from fusion.tracker_config import TrackerConfig
+from fusion.tracker_prune import DuplicatePruner
 from fusion.tracker_repeats import RepeatFilter, position_keys
 from tests.packedkit import symmetric, via_packed
 
@@ -220,3 +221,32 @@ def test_duplicate_tracks_of_one_moving_target_are_merged_into_the_older():
     for k in range(10, 20):  # one report again: the younger duplicate never misses, but merges
         step(k, [[0.0, 0.0, 0.0]])
     assert tr.picture().id.tolist() == [1]
+
+
+def test_duplicate_pairs_of_the_fused_scan_are_those_of_the_check(monkeypatch):
+    """A plain position batch gets its duplicate pairs from the fused scan kernel
+    (`scan_step_pos`); they are the pairs `DuplicatePruner.check` finds on the same table
+    (compared at every check), and merged."""
+    seen = []
+    merge = DuplicatePruner.merge
+
+    def spy(self, tab, a, b, t_now_s):
+        ref_a, ref_b, _ = prune.firm_duplicate_pairs(
+            tab.status, t_now_s, tab.x, tab.P, tab.t_s, tab.cls, ident_words(tab.ident),
+            p["q_h_m2s3"], p["q_v_m2s3"], self.d2_max, self.sep_m, self.min_speed_mps,
+            p["merge_stationary"],
+        )  # fmt: skip
+        gone = merge(self, tab, a, b, t_now_s)
+        seen.append((a.tolist(), b.tolist(), ref_a.tolist(), ref_b.tolist(), gone.tolist()))
+        return gone
+
+    monkeypatch.setattr(DuplicatePruner, "merge", spy)
+    monkeypatch.setattr(DuplicatePruner, "check", lambda *a: pytest.fail("not the fused path"))
+    tr = Tracker(TrackerConfig(burst_sep_m=0.0), ORIGIN)
+    tr.set_coverage("rx", 50_000.0, site=ORIGIN)
+    p = tr._p
+    for k in range(16):  # two reports of one moving target per scan, plain batches
+        at = np.array([[150.0 * 2 * k, 0.0, 0.0], [150.0 * 2 * k + 5.0, 0.0, 0.0]])
+        tr.step(_pos(at, T0 + 2 * k, 20.0))
+    assert len(seen) == 16 and all(a == ra and b == rb for a, b, ra, rb, _ in seen)
+    assert any(gone for *_, gone in seen)  # pairs were found and merged

@@ -18,7 +18,7 @@ from fusion.kernels.assignment import gnn_clusters
 from fusion.kernels.gating import gate_pairs_pos
 from fusion.kernels.kalman import predict_update_pos
 from fusion.kernels.lifecycle import confirm_new, free_slots, initiate, score_scan
-from fusion.kernels.prune import deleted_slots
+from fusion.kernels.prune import deleted_slots, firm_duplicate_pairs
 
 CONFIRMED, COASTING = 2, 3
 
@@ -403,14 +403,19 @@ def scan_step_pos(
     sensor_bit, count_miss, cls_unknown, gate2_cls, q_h_cls, q_v_cls, cell_cls, confirm_m,
     confirm_n, init_vel_sigma, order_cell_m, first_id, n_free, t_now_s, scored_mask,
     max_misses, max_coast_s, max_pos_sigma_m, coast_s, id_, x, P, t_s, t0_s, status, cls, hist,
-    nscan, misses, hits, tw, sensors, kinds, imm_slot, imm_used, adopted, stats,
+    nscan, misses, hits, tw, sensors, kinds, imm_slot, imm_used, adopted, stats, dup_due,
+    dup_d2, dup_sep_m, dup_min_speed_mps, dup_still, dup_a, dup_b,
 ):  # fmt: skip
     """Steps 3 to 8 of a position batch of the fused path whose detections carry no class
     (so no track adopts one), in one call: `scan_pos`, then `birth_and_delete_pos` (z, R are
-    the batch's theatre positions and covariances, used for both). Returns (updates, births,
-    confirmed at birth, ids of the deleted tracks, their slots); births < 0 as in
+    the batch's theatre positions and covariances, used for both), then, when dup_due, the
+    duplicate pairs of `fusion.kernels.prune.firm_duplicate_pairs` at t_now_s (thresholds
+    dup_*, the class noises q_h_cls, q_v_cls and identity words tw, as
+    `fusion.tracker_prune.DuplicatePruner.check` passes them), written to dup_a, dup_b when
+    they fit. Returns (updates, births, confirmed at birth, ids of the deleted tracks, their
+    slots, duplicate pairs: -1 when not looked for); births < 0 as in
     `birth_and_delete_pos`: the scan is done, the caller grows the table and runs
-    `birth_and_delete_pos` itself."""
+    `birth_and_delete_pos` itself (and the duplicate check)."""
     rows, _ = scan_pos(
         has_site, site_enu, range2_m2, t_batch, usable, x, P, t_s, status, cls, hist, nscan,
         misses, hits, sensors, kinds, tw, z, R, t, det_tr, dcls, cls_unknown, kind_bits,
@@ -423,4 +428,14 @@ def scan_step_pos(
         max_pos_sigma_m, q_h_cls, q_v_cls, coast_s, id_, x, P, t_s, t0_s, status, cls, hist,
         nscan, misses, hits, tw, sensors, kinds, imm_slot, imm_used,
     )  # fmt: skip
-    return rows.shape[0], k, confirmed, ids, gone
+    n_pairs = -1
+    if dup_due and k >= 0:
+        a, b, _ = firm_duplicate_pairs(
+            status, t_now_s, x, P, t_s, cls, tw, q_h_cls, q_v_cls, dup_d2, dup_sep_m,
+            dup_min_speed_mps, dup_still,
+        )  # fmt: skip
+        n_pairs = a.shape[0]
+        if n_pairs <= dup_a.shape[0]:
+            dup_a[:n_pairs] = a
+            dup_b[:n_pairs] = b
+    return rows.shape[0], k, confirmed, ids, gone, n_pairs

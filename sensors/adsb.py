@@ -12,7 +12,7 @@ Choices, documented for the tracker (these feeds carry no NACp, so R is fixed):
   speed sigma 2 m/s, track sigma 2 deg, vertical rate sigma 1.5 m/s.
 - A report flagged on the ground (OpenSky `onground`, an SBS surface position MSG,2 or the
   SBS ground flag) is class ground, not air: a parked or taxiing aircraft moves like a ground
-  vehicle. Its horizontal R is (10 m)^2 + (ground speed x 2 s)^2 on both axes
+  vehicle. Its horizontal R is (10 m)^2 + (ground speed x 0.5 s)^2 on both axes
   (`surface_variance`), not the airborne 50 m: surface positions are far more precise
   (NACp 9-10, EPU < 30 m and < 10 m at 95 %; on the Paris recording the interpolation
   residual of a ground position between its neighbours is 1.0 m median and 3.7 m at the 90th
@@ -23,8 +23,13 @@ Choices, documented for the tracker (these feeds carry no NACp, so R is fixed):
   measurement covariance travels as a diagonal. Paris, all records (identities stripped):
   10 m and 2 s gave purity 0.968 and 5.74 identity switches per object-hour; 10 m and 1 s
   0.968 / 6.79, 5 m and 2 s 0.968 / 6.13, 3 m and 2 s 0.967 / 6.53, 5 m and 3 s 0.967 / 5.86
-  (benchmarks/results/evaluation.md). Class is not used in gating: a landing aircraft's
-  ground reports update its air track, which keeps its class.
+  (benchmarks/results/evaluation.md). The time term is 0.5 s since the on-ground stale
+  velocities are left out after 1 s (below) and the speed comes from the displacement: with
+  2 s a braking or accelerating aircraft's R (60 m/s: 120 m) let its lagging track take
+  every position without correcting it, until one report with a small R fell 200-400 m out
+  of its gate (the figures with each value: benchmarks/results/evaluation.md). Class is not
+  used in gating: a landing aircraft's ground reports update its air track (then
+  `fusion.tracker_reclass` moves the track to the ground class).
 - OpenSky: a reported velocity repeated bit for bit for STALE_VEL_S (10 s) or more by a moving
   aircraft (1 m/s or faster) is stale and left out (the position is kept, its on-ground R
   without the speed term, the stale speed overstating the real one): a measured
@@ -36,6 +41,14 @@ Choices, documented for the tracker (these feeds carry no NACp, so R is fixed):
   identity switches 5.74 -> 2.72 per object-hour, purity 0.968 -> 0.969; airborne only
   0.95 -> 0.48 per object-hour (5 s: purity 0.917 with the stale speed in R, 0.950 without;
   7 s 0.969 / 2.63; 15 s 0.976 / 2.82).
+- On the ground the same holds after STALE_GROUND_VEL_S (1 s): an on-ground velocity repeated
+  bit for bit by the next report is left out. A landing aircraft's state vectors keep the
+  touch-down speed (75 m/s at Paris) for ten seconds and more while it brakes to 40 m/s, and
+  with a 2 m/s sigma those ten seconds pinned its track's velocity: the track ran 100-300 m
+  ahead of its positions and the next report started a new track (on the Paris recording the
+  largest group of identity switches, landing roll-outs and take-off rolls). A taxiing
+  aircraft's real velocity changes in its last digits from one report to the next, and a
+  parked one's zero is never left out (under STALE_MIN_SPEED_MPS).
 
 SBS: MSG,3 (airborne position) and MSG,2 (surface position) give positions; MSG,4 (airborne
 velocity) gives a velocity, attached to the same aircraft's positions for `VEL_MAX_AGE_S`.
@@ -62,8 +75,9 @@ from sensors.plausible import JumpFilter
 from sensors.sources import open_maybe_gzip
 
 SIGMA_H_M, SIGMA_BARO_M, SIGMA_GEO_M, SIGMA_NO_ALT_M = 50.0, 100.0, 50.0, 300.0
-SIGMA_SURFACE_M, SURFACE_TIME_SIGMA_S = 10.0, 2.0  # on-ground reports (see the docstring)
+SIGMA_SURFACE_M, SURFACE_TIME_SIGMA_S = 10.0, 0.5  # on-ground reports (see the docstring)
 STALE_VEL_S, STALE_MIN_SPEED_MPS = 10.0, 1.0  # stale reported velocities (see the docstring)
+STALE_GROUND_VEL_S = 1.0  # the same for on-ground reports (see the docstring)
 # An on-ground report without a usable velocity takes the speed term of its R from its
 # displacement since the aircraft's previous distinct position, when that is this recent:
 # a take-off roll whose stale velocity was left out would otherwise get R for rest.
@@ -134,7 +148,8 @@ class AdsbDecoder:
         if self._jumps is not None and not self._jumps.accept(ident, t_s, lat_deg, lon_deg):
             self.stats["implausible"] += 1
             return None
-        if vel is not None and stale_check and self._stale_velocity(ident, t_s, vel):
+        min_age_s = STALE_GROUND_VEL_S if on_ground else STALE_VEL_S
+        if vel is not None and stale_check and self._stale_velocity(ident, t_s, vel, min_age_s):
             self.stats["stale_velocity"] += 1
             speed = 0.0  # the real speed is unknown; the stale one overstates it
             vel = vel_var = None
@@ -146,8 +161,10 @@ class AdsbDecoder:
         else:
             sigma_v = SIGMA_GEO_M if geometric else SIGMA_BARO_M
         self.stats["positions"] += 1
-        if on_ground and vel is None:
-            speed = self._displacement_speed(ident, t_s, lat_deg, lon_deg)
+        if on_ground:  # every on-ground position is remembered, used without a velocity
+            moved_mps = self._displacement_speed(ident, t_s, lat_deg, lon_deg)
+            if vel is None:
+                speed = moved_mps
         h_var = surface_variance(speed) if on_ground else SIGMA_H_M**2
         return Measurement(
             KIND_POS,
@@ -180,9 +197,9 @@ class AdsbDecoder:
         self._last_pos[ident] = (t_s, lat_deg, lon_deg, speed)
         return speed
 
-    def _stale_velocity(self, ident: bytes, t_s: float, vel: tuple) -> bool:
+    def _stale_velocity(self, ident: bytes, t_s: float, vel: tuple, min_age_s: float) -> bool:
         """Whether `vel` repeats, bit for bit, the velocity this aircraft first reported at
-        least STALE_VEL_S ago (a moving aircraft's measured ground speed and track change
+        least `min_age_s` ago (a moving aircraft's measured ground speed and track change
         in their last digits from one update to the next)."""
         seen = self._vel_seen.get(ident)
         if seen is None or seen[0] != vel:
@@ -191,7 +208,7 @@ class AdsbDecoder:
             self._vel_seen[ident] = (vel, t_s)
             return False
         moving = vel[0] * vel[0] + vel[1] * vel[1] >= STALE_MIN_SPEED_MPS**2
-        return moving and t_s - seen[1] >= STALE_VEL_S
+        return moving and t_s - seen[1] >= min_age_s
 
 
 def surface_variance(speed_mps: float) -> float:

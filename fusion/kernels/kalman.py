@@ -5,7 +5,8 @@ float64, each row of P a covariance packed as its upper triangle (`fusion.kernel
 over the rows named by an int64 index array, so the tracker never copies tracks out. The
 per-row helpers take a full (6, 6) P; the batched kernels unpack a row into workspace
 scratch, run them, and pack the result back (lossless: every helper leaves P exactly
-symmetric).
+symmetric), except ``predict_update_pos`` (the common position update), which predicts and
+updates the packed row where it lies.
 Measurements are in theatre ENU (position in m, velocity in m/s). Updates use the Joseph form
 ``P = (I - K H) P (I - K H)^T + K R K^T`` and mirror the upper triangle, so P stays exactly
 symmetric and positive definite. A measurement whose innovation covariance S is not positive

@@ -6,7 +6,9 @@ no IMM track in the table. It runs exactly what the general path runs, in the sa
 with the same kernels (`gate_pairs_pos`, `gnn_clusters`, `predict_update_pos`, `score_scan`),
 so the tracks come out bit-identical; it only saves the Python and numpy glue between them
 (about thirty small array operations per scan, most of the cost of a scan of a few hundred
-detections).
+detections). For a batch whose detections carry no class, `scan_step_pos` also runs steps 7
+and 8 (births, deletions) and finds the duplicate pairs of a due duplicate check
+(`fusion.kernels.prune.firm_duplicate_pairs`; `fusion.tracker_prune` merges them).
 """
 
 from __future__ import annotations

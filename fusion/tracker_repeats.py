@@ -14,6 +14,16 @@ after the window is used again).
 
 Positions are compared through a 64-bit hash of the (lat, lon) bit patterns; a collision
 between two different positions within the window is about 1e-14 for 10^5 reports.
+
+Distinct targets do coincide where positions are coarse: ADS-B surface positions come on a
+grid of a few metres, and an aircraft taxiing behind another along the same centre line
+reports, bit for bit, positions the leader sent 10-20 s before. Those are fresh. For the
+classes with `ClassParams.repeat_gap_s` (> 0; ground: 5 s) a report is a re-sent position
+only while its position keeps coming: it was last sent (first sent or re-sent) within
+`repeat_gap_s` of the report. A parked aircraft re-sending its fix every second or two stays
+dropped; a follower passing the leader's grid points 10 s later is used (on the Paris
+recording such followers were dropped, and scored with the leader's track, by the thousand).
+After a pause longer than the gap the position is used once more, then dropped again.
 """
 
 from __future__ import annotations
@@ -34,42 +44,82 @@ def position_keys(z: np.ndarray) -> np.ndarray:
 
 
 class RepeatFilter:
-    """Per sensor, the positions sent within the window (hash and first time)."""
+    """Per sensor, the positions sent within the window (hash, first and last time sent)."""
 
     def __init__(self, window_s: float) -> None:
         self.window_s = float(window_s)
-        self._seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._seen: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
-    def mark(self, sensor: str, z: np.ndarray, t: np.ndarray, usable: np.ndarray) -> int:
+    def mark(
+        self,
+        sensor: str,
+        z: np.ndarray,
+        t: np.ndarray,
+        usable: np.ndarray,
+        gap_s: np.ndarray | None = None,
+    ) -> int:
         """Clears usable[j] for the repeats among the usable detections; returns their count.
 
         Within the batch the earliest of equal positions (stable by batch order) is kept.
+        `gap_s` (n,): per detection, the longest pause after which its position is fresh
+        again (0: none; the module docstring); None: no gap for any.
         """
         if self.window_s <= 0 or z.shape[0] == 0:
             return 0
         keys = position_keys(z)
         t_max = float(t.max())
-        old_k, old_t = self._seen.get(sensor, (np.zeros(0, np.uint64), np.zeros(0)))
+        empty = (np.zeros(0, np.uint64), np.zeros(0), np.zeros(0))
+        old_k, old_t, old_l = self._seen.get(sensor, empty)
         live = old_t >= t_max - self.window_s
-        old_k, old_t = old_k[live], old_t[live]
+        old_k, old_t, old_l = old_k[live], old_t[live], old_l[live]
         cand = np.flatnonzero(usable)
         order = cand[np.lexsort((cand, t[cand]))]  # time order, ties in batch order
         k = keys[order]
         _, first = np.unique(k, return_index=True)
         fresh_in_batch = np.zeros(order.shape[0], dtype=np.bool_)
         fresh_in_batch[first] = True
-        fresh = fresh_in_batch & ~np.isin(k, old_k)
+        known = np.isin(k, old_k)
+        if gap_s is not None and known.any():
+            # The last time each known position was sent; past its gap it is fresh again.
+            srt = np.argsort(old_k, kind="stable")
+            at = srt[np.searchsorted(old_k[srt], k[known])]
+            g = np.asarray(gap_s, dtype=np.float64)[order[known]]
+            paused = (g > 0.0) & (old_l[at] < t[order[known]] - g)
+            if paused.any():
+                keep = np.ones(old_k.shape[0], dtype=np.bool_)
+                keep[at[paused]] = False  # sent again below as a new first sending
+                old_k, old_t, old_l = old_k[keep], old_t[keep], old_l[keep]
+                known = np.isin(k, old_k)
+        fresh = fresh_in_batch & ~known
         rep = order[~fresh]
         usable[rep] = False
+        if rep.shape[0] and old_k.shape[0]:
+            # A re-sent position keeps its first time (the window) and refreshes its last.
+            srt = np.argsort(old_k, kind="stable")
+            hit = np.isin(keys[rep], old_k)
+            at = srt[np.searchsorted(old_k[srt], keys[rep][hit])]
+            old_l = old_l.copy()
+            np.maximum.at(old_l, at, t[rep][hit])
         add = order[fresh]
-        self._seen[sensor] = (np.concatenate([old_k, keys[add]]), np.concatenate([old_t, t[add]]))
+        self._seen[sensor] = (
+            np.concatenate([old_k, keys[add]]),
+            np.concatenate([old_t, t[add]]),
+            np.concatenate([old_l, t[add]]),
+        )
         return int(rep.shape[0])
 
     def to_dict(self) -> dict[str, list]:
-        return {s: [k.tolist(), t.tolist()] for s, (k, t) in sorted(self._seen.items())}
+        out: dict[str, list] = {}
+        for s, (k, t, last) in sorted(self._seen.items()):
+            out[s] = [k.tolist(), t.tolist(), last.tolist()]
+        return out
 
     def load(self, d: dict) -> None:
-        self._seen = {
-            s: (np.asarray(k, dtype=np.uint64), np.asarray(t, dtype=np.float64))
-            for s, (k, t) in d.items()
-        }
+        """The inverse of `to_dict`; a snapshot without the last times (written before the
+        gap) takes the first times for them."""
+        self._seen = {}
+        for s, lists in d.items():
+            k = np.asarray(lists[0], dtype=np.uint64)
+            t = np.asarray(lists[1], dtype=np.float64)
+            last = np.asarray(lists[2], dtype=np.float64) if len(lists) > 2 else t.copy()
+            self._seen[s] = (k, t, last)

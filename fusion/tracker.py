@@ -329,7 +329,7 @@ class Tracker:
             self._miss_mask |= sensor_bit
         if batch.kind == KIND_POS and (batch.vel is not None or cooperative):
             # State-vector reports: drop re-sent positions (fusion.tracker_repeats).
-            res.repeated = self._repeats.mark(batch.sensor, z, t, usable)
+            res.repeated = self._repeats.mark(batch.sensor, z, t, usable, p["repeat_gap_s"][dcls])
         # imm_used stays empty until a first IMM track: no reduction in the common case.
         fused = (
             meas == MEAS_POS

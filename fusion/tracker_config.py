@@ -51,6 +51,9 @@ class ClassParams:
         position (dropped, `TrackerConfig.repeat_window_s`) only if that position was last
         sent within this many seconds; after a longer pause it is fresh
         (`fusion.tracker_repeats`; 0 = the window alone).
+    reacquire_q_h_m2s3: a tentative track may continue a firm track of this class that its
+        object has just left (`fusion.tracker_reacquire`), tested with this manoeuvre noise
+        on the firm track's prediction (m^2/s^3; 0 = never).
     vel_gate_mps: a report whose velocity differs from a track's by more than this (plus
         three sigmas of the track's velocity) is not gated to it (`fusion.tracker_vgate`;
         0 = off).
@@ -74,6 +77,7 @@ class ClassParams:
     vel_gate_mps: float = 0.0
     q_h_speed_floor_mps: float = 0.0
     repeat_gap_s: float = 0.0
+    reacquire_q_h_m2s3: float = 0.0
 
 
 def _default_classes() -> dict[str, ClassParams]:
@@ -173,6 +177,7 @@ def _default_classes() -> dict[str, ClassParams]:
         q_h_per_speed2_s=0.01,
         q_h_speed_floor_mps=20.0,
         repeat_gap_s=5.0,
+        reacquire_q_h_m2s3=100.0,
     )
     # Unknown: between ground and air; used by radars that do not classify. Its wide velocity
     # prior makes a new track's second gate large (about 1 km at 2 s), so clutter pairs up
@@ -245,6 +250,13 @@ class TrackerConfig:
         the other ground (`fusion.tracker_reclass`): a landed aircraft becomes a ground
         track (ground noise, no IMM), so that parked its gate stays small between re-sent
         positions instead of taking its neighbours' reports; it is air again on take-off.
+    reacquire_window_s, reacquire_min_hits, reacquire_min_speed_mps, reacquire_gate2: a
+        tentative track with at least `reacquire_min_hits` updates continues (takes the id
+        of) a firm track of a class with `ClassParams.reacquire_q_h_m2s3` that moved at
+        `reacquire_min_speed_mps` or more and had its last update at most
+        `reacquire_window_s` before the tentative track's first, none since, when its
+        position is inside the chi-square gate `reacquire_gate2` (2 degrees of freedom) of
+        the firm track's prediction (`fusion.tracker_reacquire`).
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -266,6 +278,10 @@ class TrackerConfig:
     vel_check_d2: float = 16.27  # chi-square, 3 degrees of freedom, 99.9 %
     burst_sep_m: float = 50.0
     reclass_air_ground: bool = True
+    reacquire_window_s: float = 15.0
+    reacquire_min_hits: int = 2
+    reacquire_min_speed_mps: float = 5.0
+    reacquire_gate2: float = 13.82  # chi-square, 2 degrees of freedom, 99.9 %
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

@@ -89,6 +89,7 @@ from fusion.tracker_batch import theatre_batch
 from fusion.tracker_bursts import burst_parts, combined, subset
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_prune import DuplicatePruner
+from fusion.tracker_reacquire import reacquire
 from fusion.tracker_reclass import reclass_air_ground
 from fusion.tracker_repeats import RepeatFilter
 from fusion.tracker_speed_q import track_q_h
@@ -529,6 +530,7 @@ class Tracker:
             )  # fmt: skip
             res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
             tab.free(gone)
+            reacquire(tab, p, self.config)  # fusion.tracker_reacquire
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
             n_dup = self._dup_n if plain else -1
             if n_dup >= 0:  # found by the scan kernel

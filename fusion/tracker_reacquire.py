@@ -24,6 +24,11 @@ continuation of a firm (confirmed or coasting) track when:
   the tentative track's time, under the firm track's covariance with the manoeuvre noise
   `reacquire_q_h_m2s3` (instead of its class's) plus the tentative track's covariance.
 
+Only tracks seen by sensors that count no misses take part (state-vector reports: ADS-B,
+AIS; `fusion.tracker` passes its miss mask): a radar's tracks end by their misses, and
+re-acquiring its coasting air tracks worsened the demo's GOSPA against Stone Soup (1,188 ->
+1,243 m against 1,199 m).
+
 Pairs are taken in order of their distance (ties by slot), each track in at most one pair.
 The tentative track takes the firm track's id, first time and counts (it is confirmed; its
 state is the newer one), and the firm track's slot is freed: the object keeps one id, and
@@ -47,13 +52,21 @@ def _compatible(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (airground_a & airground_b)
 
 
-def reacquire(tab: TrackTable, p: dict[str, np.ndarray], cfg: TrackerConfig) -> np.ndarray:
+def reacquire(
+    tab: TrackTable,
+    p: dict[str, np.ndarray],
+    cfg: TrackerConfig,
+    miss_mask: np.uint64 | int = 0,
+) -> np.ndarray:
     """Join tentative tracks to the firm tracks they continue (module docstring; the
-    settings are `cfg.reacquire_*`); returns the slots freed (the firm tracks' former)."""
+    settings are `cfg.reacquire_*`); returns the slots freed (the firm tracks' former).
+    `miss_mask`: the sensors that count misses (bits as in `tab.sensors`); a track any of
+    them has seen is left out."""
     none = np.zeros(0, np.int64)
     if not p["reacquire_q_h_m2s3"].any():
         return none
     active = tab.active_slots()
+    active = active[(tab.sensors[active] & np.uint64(miss_mask)) == 0]
     status = tab.status[active]
     young = active[(status == TENTATIVE) & (tab.hits[active] >= cfg.reacquire_min_hits)]
     if young.shape[0] == 0:

@@ -95,3 +95,15 @@ def test_which_pairs_join() -> None:
         tab, fid, f, y = _table(*args)
         assert reacquire(tab, p, cfg).shape[0] == 0, args
         assert tab.id[y] != fid and tab.n_active == 2
+
+
+def test_tracks_of_sensors_that_count_misses_are_left_out() -> None:
+    cfg = TrackerConfig()
+    p = cfg.class_arrays()
+    tab, fid, f, y = _table(20.0, CLS_GROUND, T0 + 2.0, 100.0)
+    tab.sensors[f] = tab.sensors[y] = np.uint64(1)
+    assert reacquire(tab, p, cfg, np.uint64(1)).shape[0] == 0  # a radar's (misses counted)
+    assert reacquire(tab, p, cfg, np.uint64(2)).tolist() == [f]  # another sensor counts them
+    assert tab.id[y] == fid
+    tab, fid, f, y = _table(80.0, CLS_AIR, T0 + 2.0, 100.0)  # air: its own rule
+    assert reacquire(tab, p, cfg).tolist() == [f]

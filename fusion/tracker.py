@@ -530,7 +530,7 @@ class Tracker:
             )  # fmt: skip
             res.deleted_ids = tab.id[gone]  # fancy indexing: a copy
             tab.free(gone)
-            reacquire(tab, p, self.config)  # fusion.tracker_reacquire
+            reacquire(tab, p, self.config, self._miss_mask)  # fusion.tracker_reacquire
         if self._pruner.due(self.t_now_s):  # duplicates (fusion.tracker_prune)
             n_dup = self._dup_n if plain else -1
             if n_dup >= 0:  # found by the scan kernel

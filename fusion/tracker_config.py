@@ -268,6 +268,13 @@ class TrackerConfig:
         `reacquire_window_s` before the tentative track's first, none since, when its
         position is inside the chi-square gate `reacquire_gate2` (2 degrees of freedom) of
         the firm track's prediction (`fusion.tracker_reacquire`).
+    reacquire_rest_starts: a firm track slower than `reacquire_min_speed_mps` (at rest) may
+        be continued too, by a young track that moves at that speed and has no other firm
+        track nearer (`fusion.tracker_reacquire`): an aircraft leaving a stand or a holding
+        point after its re-sent position stayed put for 10-30 s (its first fresh position
+        lies 100-500 m away). A parked neighbour that starts reporting does not move, and a
+        moving one passing by is nearer to its own track. Paris all records: 0.962 / 1.25
+        -> 0.958 / 1.17 (139 -> 130 switches), Solent unchanged (surface: no rule).
     """
 
     classes: dict[str, ClassParams] = field(default_factory=_default_classes)
@@ -293,6 +300,7 @@ class TrackerConfig:
     reacquire_min_hits: int = 2
     reacquire_min_speed_mps: float = 5.0
     reacquire_gate2: float = 13.82  # chi-square, 2 degrees of freedom, 99.9 %
+    reacquire_rest_starts: bool = True  # the docstring above: taxi starts after a frozen fix
 
     def __post_init__(self) -> None:
         missing = [n for n in CLASS_NAMES if n not in self.classes]

@@ -15,8 +15,12 @@ continuation of a firm (confirmed or coasting) track when:
 
 - the firm track's class has `ClassParams.reacquire_q_h_m2s3` > 0, and the two classes are
   the same or are air and ground (a take-off: the new track's reports are airborne);
-- the firm track moved at `TrackerConfig.reacquire_min_speed_mps` or more (a parked
-  aircraft's track is never handed to a neighbour that starts reporting);
+- the firm track moved at `TrackerConfig.reacquire_min_speed_mps` or more; or, with
+  `TrackerConfig.reacquire_rest_starts`, it is at rest, the tentative track moves at that
+  speed and no other firm track lies nearer to it (an aircraft leaving a stand or a holding
+  point whose re-sent position stayed put while it started: its first fresh position lies
+  100-500 m away; a parked neighbour that starts reporting does not move, so a parked
+  aircraft's track is never handed to it);
 - the firm track had no update since the tentative track's first one, and its last update
   is at most `TrackerConfig.reacquire_window_s` older than that first one;
 - the tentative track's horizontal position lies within the chi-square gate
@@ -52,6 +56,31 @@ def _compatible(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (airground_a & airground_b)
 
 
+def _rest_starts(
+    tab: TrackTable,
+    every_firm: np.ndarray,
+    firm: np.ndarray,
+    young: np.ndarray,
+    cfg: TrackerConfig,
+) -> np.ndarray:
+    """(len(firm), len(young)) bool: the young track moves (`reacquire_min_speed_mps`) and
+    this firm track is the nearest of every firm track to it (horizontally): a track at
+    rest may be continued by a start, never by a neighbour that starts reporting in place."""
+    if not cfg.reacquire_rest_starts:
+        return np.zeros((firm.shape[0], young.shape[0]), dtype=np.bool_)
+    y_moves = np.hypot(tab.x[young, 3], tab.x[young, 4]) >= cfg.reacquire_min_speed_mps
+    d_all = np.hypot(
+        tab.x[every_firm, 0][:, None] - tab.x[young, 0][None, :],
+        tab.x[every_firm, 1][:, None] - tab.x[young, 1][None, :],
+    )
+    d_near = d_all.min(axis=0)
+    d = np.hypot(
+        tab.x[firm, 0][:, None] - tab.x[young, 0][None, :],
+        tab.x[firm, 1][:, None] - tab.x[young, 1][None, :],
+    )
+    return y_moves[None, :] & (d <= d_near[None, :])
+
+
 def reacquire(
     tab: TrackTable,
     p: dict[str, np.ndarray],
@@ -71,18 +100,19 @@ def reacquire(
     young = active[(status == TENTATIVE) & (tab.hits[active] >= cfg.reacquire_min_hits)]
     if young.shape[0] == 0:
         return none
-    firm = active[(status == CONFIRMED) | (status == COASTING)]
-    q_man = p["reacquire_q_h_m2s3"][tab.cls[firm]]
-    speed = np.hypot(tab.x[firm, 3], tab.x[firm, 4])
-    sel = (q_man > 0.0) & (speed >= cfg.reacquire_min_speed_mps)
-    firm, q_man = firm[sel], q_man[sel]
+    every_firm = active[(status == CONFIRMED) | (status == COASTING)]
+    q_man = p["reacquire_q_h_m2s3"][tab.cls[every_firm]]
+    sel = q_man > 0.0
+    firm, q_man = every_firm[sel], q_man[sel]
     if firm.shape[0] == 0:
         return none
+    moving = np.hypot(tab.x[firm, 3], tab.x[firm, 4]) >= cfg.reacquire_min_speed_mps
     born = tab.t0_s[young]
     last = tab.t_s[firm]
     gap = born[None, :] - last[:, None]
     ok = (gap >= 0.0) & (gap <= cfg.reacquire_window_s)
     ok &= _compatible(tab.cls[firm][:, None], tab.cls[young][None, :])
+    ok &= moving[:, None] | _rest_starts(tab, every_firm, firm, young, cfg)
     i_f, i_y = np.nonzero(ok)
     if i_f.shape[0] == 0:
         return none

@@ -3,6 +3,8 @@ just left its firm track's gate continues the firm track's id."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from fusion.geo import LocalFrame
@@ -107,3 +109,65 @@ def test_tracks_of_sensors_that_count_misses_are_left_out() -> None:
     assert tab.id[y] == fid
     tab, fid, f, y = _table(80.0, CLS_AIR, T0 + 2.0, 100.0)  # air: its own rule
     assert reacquire(tab, p, cfg).tolist() == [f]
+
+
+def _ids_after_a_start(config: TrackerConfig) -> list[set[int]]:
+    """An aircraft stands for 20 s (fresh fixes a metre apart, every second), then its
+    position stays frozen (re-sent bit for bit) for 10 s while it starts to taxi east, and
+    its fresh reports come from 150 m east on, at 10 m/s: out of its track's gate. Returns
+    the confirmed ids after each report."""
+    tr = Tracker(config, ORIGIN)
+    ids, seq = [], 0
+    for k in range(45):
+        if k < 20:
+            east = 0.1 * k - 1.0 * (k % 2)
+        elif k < 30:
+            east = 0.1 * 19 - 1.0  # the frozen last fix
+        else:
+            east = 150.0 + 10.0 * (k - 30)
+        seq += 1
+        tr.step(_report(east, 0.0, T0 + k, seq, CLS_GROUND))
+        ids.append({int(i) for i in tr.picture().id})
+    return ids
+
+
+def test_a_track_at_rest_is_continued_by_the_start_of_its_aircraft() -> None:
+    ids = _ids_after_a_start(TrackerConfig())
+    first = ids[19]
+    assert len(first) == 1
+    assert all(s == first for s in ids[19:])
+    # Without the rule the moving aircraft's track gets an id of its own.
+    ids_off = _ids_after_a_start(replace(TrackerConfig(), reacquire_rest_starts=False))
+    assert ids_off[19] == first
+    assert any(len(s - first) > 0 for s in ids_off[30:])
+
+
+def test_which_starts_continue_a_track_at_rest() -> None:
+    cfg = TrackerConfig()
+    p = cfg.class_arrays()
+
+    def table(young_speed_mps: float, neighbour_east_m: float | None):
+        """A ground track at rest at the origin, last updated at T0; a young one born at
+        T0 + 2 s, 100 m east at T0 + 3 s, moving north; optionally a second track at rest
+        `neighbour_east_m` east (last updated at T0 too)."""
+        tab, fid, f, y = _table(0.0, CLS_GROUND, T0 + 2.0, 100.0)
+        tab.x[y, 1], tab.x[y, 4] = 0.0, young_speed_mps
+        if neighbour_east_m is not None:
+            (n,) = tab.alloc(1)
+            tab.status[n], tab.cls[n], tab.t_s[n], tab.t0_s[n], tab.hits[n] = (
+                CONFIRMED, CLS_GROUND, T0, T0 - 100.0, 90,
+            )  # fmt: skip
+            tab.x[n] = [neighbour_east_m, 0.0, 0.0, 0.0, 0.0, 0.0]
+            tab.set_covariance(np.array([n]), tab.covariance(np.array([f])))
+        return tab, fid, f, y
+
+    tab, fid, f, y = table(8.0, None)
+    assert reacquire(tab, p, cfg).tolist() == [f]  # a start: continued
+    assert tab.id[y] == fid and tab.status[y] == CONFIRMED
+    tab, fid, f, y = table(8.0, 40.0)  # not the nearest firm track: not continued
+    assert f not in reacquire(tab, p, cfg).tolist() and tab.id[y] != fid
+    tab, fid, f, y = table(1.0, None)  # the young track does not move: not continued
+    assert reacquire(tab, p, cfg).shape[0] == 0 and tab.id[y] != fid
+    off = replace(cfg, reacquire_rest_starts=False)
+    tab, fid, f, y = table(8.0, None)
+    assert reacquire(tab, p, off).shape[0] == 0 and tab.id[y] != fid

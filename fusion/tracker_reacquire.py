@@ -26,7 +26,10 @@ continuation of a firm (confirmed or coasting) track when:
 - the tentative track's horizontal position lies within the chi-square gate
   `TrackerConfig.reacquire_gate2` (2 degrees of freedom) of the firm track's prediction to
   the tentative track's time, under the firm track's covariance with the manoeuvre noise
-  `reacquire_q_h_m2s3` (instead of its class's) plus the tentative track's covariance.
+  `reacquire_q_h_m2s3` (instead of its class's) plus the tentative track's covariance;
+  `TrackerConfig.reacquire_near_q_scale` times that noise when the tentative track moves
+  and the firm track is the nearest firm track to it (the nearness is evidence of its own:
+  a taxiing aircraft's reports jump 150-500 m within a few seconds).
 
 Only tracks seen by sensors that count no misses take part (state-vector reports: ADS-B,
 AIS; `fusion.tracker` passes its miss mask): a radar's tracks end by their misses, and
@@ -56,7 +59,7 @@ def _compatible(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a == b) | (airground_a & airground_b)
 
 
-def _rest_starts(
+def _nearest_to_moving(
     tab: TrackTable,
     every_firm: np.ndarray,
     firm: np.ndarray,
@@ -64,8 +67,9 @@ def _rest_starts(
     cfg: TrackerConfig,
 ) -> np.ndarray:
     """(len(firm), len(young)) bool: the young track moves (`reacquire_min_speed_mps`) and
-    this firm track is the nearest of every firm track to it (horizontally): a track at
-    rest may be continued by a start, never by a neighbour that starts reporting in place."""
+    this firm track is the nearest of every firm track to it (horizontally). Such a pair may
+    join with the firm track at rest (a start; a neighbour that starts reporting in place
+    does not move) and is tested with `reacquire_near_q_scale` times the manoeuvre noise."""
     if not cfg.reacquire_rest_starts:
         return np.zeros((firm.shape[0], young.shape[0]), dtype=np.bool_)
     y_moves = np.hypot(tab.x[young, 3], tab.x[young, 4]) >= cfg.reacquire_min_speed_mps
@@ -112,7 +116,8 @@ def reacquire(
     gap = born[None, :] - last[:, None]
     ok = (gap >= 0.0) & (gap <= cfg.reacquire_window_s)
     ok &= _compatible(tab.cls[firm][:, None], tab.cls[young][None, :])
-    ok &= moving[:, None] | _rest_starts(tab, every_firm, firm, young, cfg)
+    near = _nearest_to_moving(tab, every_firm, firm, young, cfg)
+    ok &= moving[:, None] | near
     i_f, i_y = np.nonzero(ok)
     if i_f.shape[0] == 0:
         return none
@@ -121,6 +126,7 @@ def reacquire(
     Py = tab.covariance(sy)
     dt = tab.t_s[sy] - tab.t_s[sf]
     q = np.maximum(q_man[i_f], p["q_h_m2s3"][tab.cls[sf]])
+    q = q * np.where(near[i_f, i_y], cfg.reacquire_near_q_scale, 1.0)
     # The firm track's horizontal position predicted to the young track's time (constant
     # velocity, white acceleration q), against the young track's position.
     S = (

@@ -171,3 +171,22 @@ def test_which_starts_continue_a_track_at_rest() -> None:
     off = replace(cfg, reacquire_rest_starts=False)
     tab, fid, f, y = table(8.0, None)
     assert reacquire(tab, p, off).shape[0] == 0 and tab.id[y] != fid
+
+
+def test_the_nearest_track_has_a_wider_gate() -> None:
+    """A young track moving north, 160 m east of a firm track's prediction 3 s after its
+    last update: outside the manoeuvre gate (about 125 m here), inside the one with three
+    times the noise (about 200 m), which it gets as the firm track is the nearest."""
+    cfg = TrackerConfig()
+    p = cfg.class_arrays()
+    for firm_speed_mps in (0.0, 20.0):  # at rest (a start) and moving
+        tab, fid, f, y = _table(firm_speed_mps, CLS_GROUND, T0 + 2.0, 160.0)
+        tab.x[y, 4] = 8.0
+        assert reacquire(tab, p, cfg).tolist() == [f] and tab.id[y] == fid
+        tab, fid, f, y = _table(firm_speed_mps, CLS_GROUND, T0 + 2.0, 160.0)
+        tab.x[y, 4] = 8.0
+        plain = replace(cfg, reacquire_near_q_scale=1.0)
+        assert reacquire(tab, p, plain).shape[0] == 0 and tab.id[y] != fid
+        tab, fid, f, y = _table(firm_speed_mps, CLS_GROUND, T0 + 2.0, 230.0)  # beyond both
+        tab.x[y, 4] = 8.0
+        assert reacquire(tab, p, cfg).shape[0] == 0 and tab.id[y] != fid

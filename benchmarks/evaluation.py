@@ -30,6 +30,7 @@ import numpy as np
 
 from fusion.evaluate import gospa, score_identities
 from fusion.messages import CLS_SURFACE, KIND_POS, Detections
+from sensors.batching import window_batches
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("FUSION_DATA_DIR", ROOT.parent / "shared" / "data"))
@@ -82,42 +83,6 @@ def run_demo(seed: int, plots: Path | None = None) -> dict:
 
 
 # --------------------------------------------------------------------------- real recordings
-def _batches(meas: list, sensor: str, window_s: float = 1.0) -> list[Detections]:
-    """Measurements (sensors.batching.Measurement) grouped into per-second `pos` batches."""
-    meas = sorted(meas, key=lambda m: m.t_s)
-    out: list[Detections] = []
-    i = 0
-    seq = 0
-    while i < len(meas):
-        edge = math.floor(meas[i].t_s / window_s) * window_s + window_s
-        j = i
-        while j < len(meas) and meas[j].t_s < edge:
-            j += 1
-        chunk = meas[i:j]
-        i = j
-        n = len(chunk)
-        vel = np.array([m.vel if m.vel is not None else (0.0, 0.0, 0.0) for m in chunk])
-        vvar = np.array([m.vel_var if m.vel_var is not None else (1e4, 1e4, 1e4) for m in chunk])
-        seq += 1
-        out.append(
-            Detections(
-                sensor=sensor,
-                seq=seq,
-                kind=KIND_POS,
-                t=np.array([m.t_s for m in chunk]),
-                z=np.array([m.z for m in chunk]),
-                R=np.array([np.diag(m.r_diag) for m in chunk]),
-                vel=vel,
-                vel_R=np.einsum("ni,ij->nij", vvar, np.eye(3)),
-                ident=np.array([m.ident for m in chunk], dtype="S24"),
-                cls=np.array([m.cls for m in chunk], dtype=np.uint8),
-            )
-        )
-        if n == 0:
-            out.pop()
-    return out
-
-
 def _score_stripped(batches: list[Detections], origin: tuple[float, float, float]) -> dict:
     """Tracks the batches with identities stripped (fusion.replay), scores against them.
     The receiver declares no coverage, so the tracker counts no misses for its reports."""
@@ -144,7 +109,7 @@ def run_ais() -> dict:
     path = DATA / "ais" / "solent_ais_20160112.csv"
     dec = AisDecoder()
     meas = list(decode_csv(file_lines(path), dec))
-    batches = _batches(meas, "ais-solent")
+    batches = window_batches(meas, "ais-solent")
     lat0, lon0 = np.median([m.z[0] for m in meas]), np.median([m.z[1] for m in meas])
     out = _score_stripped(batches, (round(float(lat0), 2), round(float(lon0), 2), 0.0))
     out["rows_decoded"] = len(meas)
@@ -158,7 +123,7 @@ def run_adsb() -> dict:
     path = DATA / "adsb" / "opensky_paris_20211007.json.gz"
     dec = AdsbDecoder()
     meas = list(decode_opensky_json(path, dec))
-    batches = _batches(meas, "adsb-paris")
+    batches = window_batches(meas, "adsb-paris")
     out = _score_stripped(batches, (48.86, 2.35, 0.0))
     out["rows_decoded"] = len(meas)
     out["decoder_stats"] = {k: v for k, v in dict(dec.stats).items() if v}
@@ -173,7 +138,7 @@ def run_adsb() -> dict:
             if r.get("onground")
         }
     air = [m for m in meas if (m.ident, m.t_s) not in ground]
-    out["airborne_only"] = _score_stripped(_batches(air, "adsb-paris"), (48.86, 2.35, 0.0))
+    out["airborne_only"] = _score_stripped(window_batches(air, "adsb-paris"), (48.86, 2.35, 0.0))
     out["airborne_only"]["rows"] = len(air)
     return out
 

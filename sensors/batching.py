@@ -2,9 +2,10 @@
 
 This module owns the one record every decoder emits (`Measurement`), the conversion of
 reported speed and course into an ENU velocity, and `Batcher`, which groups measurements into
-wire batches by size and by age. It does no I/O and reads no clock of its own: the caller
-passes the time, so the same code batches a live sensor on the wall clock and a recorded file
-on measurement time (`sensors convert`).
+wire batches by size and by age, and `window_batches`, the per-window batches of a recorded
+file's measurements that the evaluation replays. It does no I/O and reads no clock of its
+own: the caller passes the time, so the same code batches a live sensor on the wall clock
+and a recorded file on measurement time (`sensors convert`).
 
 A batch holds measurements of one kind only, from one site, of one event type, and either all
 with a reported velocity or all without, because `Detections` carries each of those once per
@@ -19,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fusion.messages import IDENT_DTYPE, KIND_EVENT, Detections
+from fusion.messages import IDENT_DTYPE, KIND_EVENT, KIND_POS, Detections
 
 KNOT_MPS = 1852.0 / 3600.0
 FOOT_M = 0.3048
@@ -168,3 +169,44 @@ class Batcher:
             cls=cls,
             meta=meta,
         )
+
+
+# A report without a velocity, in a batch of reports with one: zero, with a variance that
+# leaves it uninformative (100 m/s sigma per axis).
+NO_VEL_VAR_M2S2 = (1e4, 1e4, 1e4)
+
+
+def window_batches(
+    meas: list[Measurement], sensor: str, window_s: float | None = 1.0
+) -> list[Detections]:
+    """Recorded `pos` measurements as the evaluation replays them: time-ordered batches of the
+    reports in each `window_s` window of measurement time (None: one batch per report), every
+    batch with velocities (a report without one gets zero and NO_VEL_VAR_M2S2) and
+    identities (the replay strips them before tracking)."""
+    meas = sorted(meas, key=lambda m: m.t_s)
+    out: list[Detections] = []
+    i = 0
+    while i < len(meas):
+        j = i + 1
+        if window_s is not None:
+            edge = math.floor(meas[i].t_s / window_s) * window_s + window_s
+            while j < len(meas) and meas[j].t_s < edge:
+                j += 1
+        chunk, i = meas[i:j], j
+        vel = np.array([m.vel if m.vel is not None else (0.0, 0.0, 0.0) for m in chunk])
+        vvar = np.array([m.vel_var if m.vel_var is not None else NO_VEL_VAR_M2S2 for m in chunk])
+        out.append(
+            Detections(
+                sensor=sensor,
+                seq=len(out) + 1,
+                kind=KIND_POS,
+                t=np.array([m.t_s for m in chunk]),
+                z=np.array([m.z for m in chunk]),
+                R=np.array([np.diag(m.r_diag) for m in chunk]),
+                vel=vel,
+                vel_R=np.einsum("ni,ij->nij", vvar, np.eye(3)),
+                ident=np.array([m.ident for m in chunk], dtype=IDENT_DTYPE),
+                cls=np.array([m.cls for m in chunk], dtype=np.uint8),
+            )
+        )
+    return out

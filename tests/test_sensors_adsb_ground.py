@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from fusion.messages import CLS_AIR, CLS_GROUND, KIND_POS, Detections
+from fusion.messages import CLS_AIR, CLS_GROUND
 from fusion.replay import Replayer
 from sensors.adsb import (
     SIGMA_H_M,
@@ -19,7 +19,7 @@ from sensors.adsb import (
     decode_opensky_csv,
     sbs_line,
 )
-from sensors.batching import KNOT_MPS, enu_velocity
+from sensors.batching import KNOT_MPS, enu_velocity, window_batches
 
 M_PER_DEG_LAT = 111_195.0
 
@@ -63,28 +63,6 @@ def test_opensky_csv_onground_column() -> None:
     assert [m.cls for m in ms] == [CLS_GROUND, CLS_AIR]
 
 
-def _batches(meas: list) -> list[Detections]:
-    """One `pos` batch per report, identities kept (the replay strips them)."""
-    out = []
-    for seq, m in enumerate(sorted(meas, key=lambda m: m.t_s), start=1):
-        vel = m.vel if m.vel is not None else (0.0, 0.0, 0.0)
-        out.append(
-            Detections(
-                sensor="adsb",
-                seq=seq,
-                kind=KIND_POS,
-                t=np.array([m.t_s]),
-                z=np.array([m.z]),
-                R=np.diag(m.r_diag)[None],
-                vel=np.array([vel]),
-                vel_R=np.diag(m.vel_var or (1e4, 1e4, 1e4))[None],
-                ident=np.array([m.ident], dtype="S24"),
-                cls=np.array([m.cls], dtype=np.uint8),
-            )
-        )
-    return out
-
-
 def test_parked_aircraft_80_m_apart_keep_one_pure_track_each() -> None:
     """Two aircraft parked 80 m apart (neighbouring stands), each reporting every 2 s (1 m
     scatter), stripped of their identities: with the ground class and its tight R each has
@@ -103,7 +81,7 @@ def test_parked_aircraft_80_m_apart_keep_one_pure_track_each() -> None:
             meas.append(dec.measurement(t, icao, lat, lon, None, vel=(0.0, 0.0, 0.0),
                                         vel_var=(4.0, 4.0, 2.25), on_ground=True))  # fmt: skip
     r = Replayer(origin=(lat0, lon0, 0.0), track_dt_s=0.0, strip_ident=True)
-    for b in _batches(meas):
+    for b in window_batches(meas, "adsb", window_s=None):
         r.message(b)
     ids = r.finish().idents
     late = ids["t_s"] > ids["t_s"].min() + 60.0  # after initiation
@@ -137,7 +115,7 @@ def test_landing_aircraft_keeps_its_track_when_its_reports_turn_ground() -> None
                                     on_ground=on_ground))  # fmt: skip
     assert meas[-1].cls == CLS_GROUND and meas[0].cls == CLS_AIR
     r = Replayer(origin=(lat0, lon0, 0.0), track_dt_s=0.0, strip_ident=True)
-    for b in _batches(meas):
+    for b in window_batches(meas, "adsb", window_s=None):
         r.message(b)
     tracks = r.finish().idents["track"]
     assert np.unique(tracks[tracks >= 0]).shape[0] == 1
@@ -187,7 +165,7 @@ def test_landing_with_a_stale_velocity_keeps_one_track() -> None:
                                         vel_var=(4.0, 4.0, 2.25), on_ground=True,
                                         stale_check=stale_check))  # fmt: skip
         r = Replayer(origin=(lat0, lon0, 0.0), track_dt_s=0.0, strip_ident=True)
-        for b in _batches(meas):
+        for b in window_batches(meas, "adsb", window_s=None):
             r.message(b)
         k = r.finish().idents["track"]
         return np.unique(k[k >= 0])

@@ -18,7 +18,7 @@ from sensors.ais import (
     coarse_grid_variance,
     position_variance,
 )
-from sensors.batching import KNOT_MPS
+from sensors.batching import KNOT_MPS, window_batches
 
 M_PER_DEG = 111_195.0
 LAT0, LON0 = 50.80, -1.20
@@ -29,36 +29,9 @@ def _latlon(east_m: float, north_m: float) -> tuple[float, float]:
     return LAT0 + north_m / M_PER_DEG, LON0 + east_m / (M_PER_DEG * math.cos(math.radians(LAT0)))
 
 
-def _batches(meas: list, window_s: float = 1.0) -> list[Detections]:
-    """Per-second `pos` batches with identities (the replay strips them), as the evaluation."""
-    meas = sorted(meas, key=lambda m: m.t_s)
-    out, i = [], 0
-    while i < len(meas):
-        edge = math.floor(meas[i].t_s / window_s) * window_s + window_s
-        j = i
-        while j < len(meas) and meas[j].t_s < edge:
-            j += 1
-        chunk, i = meas[i:j], j
-        out.append(
-            Detections(
-                sensor="ais",
-                seq=len(out) + 1,
-                kind=KIND_POS,
-                t=np.array([m.t_s for m in chunk]),
-                z=np.array([m.z for m in chunk]),
-                R=np.array([np.diag(m.r_diag) for m in chunk]),
-                vel=np.array([m.vel for m in chunk]),
-                vel_R=np.array([np.diag(m.vel_var) for m in chunk]),
-                ident=np.array([m.ident for m in chunk], dtype="S24"),
-                cls=np.array([m.cls for m in chunk], dtype=np.uint8),
-            )
-        )
-    return out
-
-
 def _tracks_of(meas: list, tracker: dict | None = None) -> dict[bytes, np.ndarray]:
     r = Replayer(origin=(LAT0, LON0, 0.0), track_dt_s=0.0, strip_ident=True, tracker=tracker)
-    for b in _batches(meas):
+    for b in window_batches(meas, "ais"):
         r.message(b)
     ids = r.finish().idents
     return {i: ids["track"][ids["ident"] == i] for i in np.unique(ids["ident"])}

@@ -55,7 +55,8 @@ def test_aircraft_taxiing_behind_another_on_the_same_line_keeps_its_own_track() 
     one track of its own."""
     from fusion.replay import Replayer
     from sensors.adsb import AdsbDecoder
-    from tests.test_tracker_runway import LAT0, LON0, M_PER_DEG_LAT, _batches
+    from sensors.batching import window_batches
+    from tests.test_tracker_runway import LAT0, LON0, M_PER_DEG_LAT
 
     def scored(tracker: dict | None) -> dict[bytes, np.ndarray]:
         dec = AdsbDecoder(plausibility=False)
@@ -68,7 +69,7 @@ def test_aircraft_taxiing_behind_another_on_the_same_line_keeps_its_own_track() 
                     meas.append(dec.measurement(T0 + k, icao, lat, LON0, None, on_ground=True,
                                                 stale_check=True))  # fmt: skip
         r = Replayer(origin=(LAT0, LON0, 0.0), track_dt_s=0.0, strip_ident=True, tracker=tracker)
-        for b in _batches(meas):
+        for b in window_batches(meas, "adsb", window_s=None):
             r.message(b)
         ids = r.finish().idents
         return {o: ids["track"][ids["ident"] == o] for o in np.unique(ids["ident"])}

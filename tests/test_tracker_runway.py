@@ -8,44 +8,23 @@ import numpy as np
 import pytest
 
 import sensors.adsb as adsb
-from fusion.messages import CLS_GROUND, CLS_SURFACE, KIND_POS, Detections
+from fusion.messages import CLS_GROUND, CLS_SURFACE
 from fusion.replay import Replayer
 from fusion.tracker_config import TrackerConfig
 from fusion.tracker_speed_q import track_q_h
 from fusion.tracks import TrackTable
 from sensors.adsb import AdsbDecoder
+from sensors.batching import window_batches
 
 M_PER_DEG_LAT = 111_195.0
 LAT0, LON0 = 49.0, 2.55
 T0 = 1_633_608_000.0
 
 
-def _batches(meas: list) -> list[Detections]:
-    """One `pos` batch per report, identities kept (the replay strips them)."""
-    out = []
-    for seq, m in enumerate(sorted(meas, key=lambda m: m.t_s), start=1):
-        vel = m.vel if m.vel is not None else (0.0, 0.0, 0.0)
-        out.append(
-            Detections(
-                sensor="adsb",
-                seq=seq,
-                kind=KIND_POS,
-                t=np.array([m.t_s]),
-                z=np.array([m.z]),
-                R=np.diag(m.r_diag)[None],
-                vel=np.array([vel]),
-                vel_R=np.diag(m.vel_var or (1e4, 1e4, 1e4))[None],
-                ident=np.array([m.ident], dtype="S24"),
-                cls=np.array([m.cls], dtype=np.uint8),
-            )
-        )
-    return out
-
-
 def _tracks(meas: list, tracker: dict | None = None) -> np.ndarray:
     """The distinct confirmed tracks the stripped reports were scored on."""
     r = Replayer(origin=(LAT0, LON0, 0.0), track_dt_s=0.0, strip_ident=True, tracker=tracker)
-    for b in _batches(meas):
+    for b in window_batches(meas, "adsb", window_s=None):
         r.message(b)
     k = r.finish().idents["track"]
     return np.unique(k[k >= 0])
